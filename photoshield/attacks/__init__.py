@@ -1,0 +1,1 @@
+"""photoshield.attacks."""

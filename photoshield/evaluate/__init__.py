@@ -1,0 +1,1 @@
+"""Metrics, robustness evaluation runner and reports."""

@@ -1,0 +1,84 @@
+"""Tensor conventions: images are float32 RGB tensors of shape (B, 3, H, W) in [0, 1].
+
+Everything inside the library works on that form; these helpers convert at the edges.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+ImageLike = Union[torch.Tensor, Image.Image, np.ndarray]
+
+
+def to_tensor(image: ImageLike) -> torch.Tensor:
+    """Convert a PIL image, HWC/CHW/BCHW numpy array or tensor to a (B, 3, H, W) float32 tensor in [0, 1]."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            array = image.astype(np.float32) / 255.0
+        elif image.dtype == np.uint16:
+            array = image.astype(np.float32) / 65535.0
+        elif image.dtype == np.bool_:
+            array = image.astype(np.float32)
+        else:
+            array = image.astype(np.float32)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.shape[0] not in (1, 3):
+            array = array.transpose(2, 0, 1)
+        image = torch.from_numpy(np.ascontiguousarray(array))
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"expected a tensor, PIL image or numpy array, got {type(image).__name__}")
+    tensor = image
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim == 3:
+        tensor = tensor[None]
+    if tensor.ndim != 4:
+        raise ValueError(f"expected an image of 2, 3 or 4 dimensions, got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        tensor = tensor.float() / (65535.0 if tensor.dtype == torch.int32 else 255.0)
+    channels = tensor.shape[1]
+    if channels == 1:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    elif channels == 4:
+        tensor = tensor[:, :3]
+    elif channels != 3:
+        raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
+    return tensor.float().clamp(0.0, 1.0).contiguous()
+
+
+def to_numpy_uint8(image: torch.Tensor) -> np.ndarray:
+    """Convert one (1, 3, H, W) or (3, H, W) tensor in [0, 1] to an HWC uint8 array (rounded)."""
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"expected a single image, got a batch of {image.shape[0]}")
+        image = image[0]
+    array = image.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
+    return array.permute(1, 2, 0).cpu().numpy()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """Convert one image tensor in [0, 1] to an RGB PIL image."""
+    return Image.fromarray(to_numpy_uint8(image), mode="RGB")
+
+
+def quantize(image: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid that a saved image will have (keeps dtype and range)."""
+    return image.clamp(0, 1).mul(255.0).round().div(255.0)
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Raise a clear ValueError unless ``image`` follows the (B, 3, H, W) float [0, 1] convention."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(image).__name__}")
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (B, 3, H, W), got {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise ValueError(f"{name} must be a floating point tensor, got {image.dtype}")
+    return image

@@ -1,0 +1,1 @@
+"""Diffusion watermark embedder and decoder with calibrated verification (built in a later issue)."""
