@@ -1,0 +1,257 @@
+"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``demo``.
+
+Every error photoshield raises on purpose prints one line and exits non-zero;
+tracebacks are kept for real bugs (set PHOTOSHIELD_DEBUG=1 to see them always).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from photoshield.errors import PhotoshieldError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parse_value(text: str) -> Any:
+    """Turn a command-line value into an int, float, bool or string."""
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_extra_params(tokens: Sequence[str]) -> dict[str, Any]:
+    """Parse ``--key value`` / ``--key=value`` / ``--flag`` tokens into keyword parameters."""
+    params: dict[str, Any] = {}
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if not token.startswith("--") or len(token) <= 2:
+            raise PhotoshieldError(f"unexpected argument {token!r}; parameters are given as --name value")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            params[key.replace("-", "_")] = _parse_value(value)
+            index += 1
+            continue
+        if index + 1 < len(tokens) and not tokens[index + 1].startswith("--"):
+            params[key.replace("-", "_")] = _parse_value(tokens[index + 1])
+            index += 2
+        else:
+            params[key.replace("-", "_")] = True
+            index += 1
+    return params
+
+
+# ----------------------------------------------------------------------------- info / models
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    import photoshield
+    from photoshield.models import checkpoints, default_device, find
+
+    versions = {"photoshield": photoshield.__version__, "python": platform.python_version(), "torch": torch.__version__}
+    for module in ("diffusers", "transformers", "accelerate", "kornia", "imagecodecs", "PIL", "numpy"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # a missing optional module is reported, not fatal
+            versions[module] = "not installed"
+    for name, version in versions.items():
+        print(f"{name:13s} {version}")
+    print(f"{'device':13s} {default_device()}")
+    models = checkpoints()
+    present = [c.name for c in models if find(c.name) is not None]
+    print(f"{'models':13s} {len(present)} of {len(models)} present: {', '.join(present) or 'none'}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from photoshield.models import checkpoints, find
+
+    rows = [("name", "task", "source", "license", "present")]
+    for checkpoint in checkpoints():
+        location = find(checkpoint.name)
+        rows.append((checkpoint.name, checkpoint.task, checkpoint.source, checkpoint.license, "yes" if location else "no"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+# ----------------------------------------------------------------------------- attack
+
+
+def _output_path(source: Path, input_root: Path | None, output: Path, fmt: str | None) -> Path:
+    """Where an attacked copy of ``source`` goes: mirror folders, optionally change the extension."""
+    target = output / source.relative_to(input_root) if input_root is not None else output
+    return target.with_suffix("." + fmt.lstrip(".")) if fmt else target
+
+
+def run_on_files(inputs: Path, output: Path, fmt: str | None, transform, desc: str) -> list[tuple[Path, Path]]:
+    """Apply ``transform(photo) -> tensor`` to a file or every image of a folder, writing atomically."""
+    from tqdm.auto import tqdm
+
+    from photoshield.io import list_images, read_photo, write_image
+
+    if inputs.is_dir():
+        files = list_images(inputs, recursive=True)
+        if not files:
+            raise PhotoshieldError(f"{inputs}: no images found in this folder")
+        if output.exists() and not output.is_dir():
+            raise PhotoshieldError(f"{output}: the input is a folder, so the output must be a folder too")
+        pairs = [(f, _output_path(f, inputs, output, fmt)) for f in files]
+    else:
+        target = output / inputs.name if output.is_dir() else output
+        pairs = [(inputs, _output_path(inputs, None, target, fmt))]
+    for source, target in tqdm(pairs, desc=desc, unit="img", disable=len(pairs) < 2):
+        photo = read_photo(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_image(transform(photo), target, metadata=photo)
+    return pairs
+
+
+def cmd_attack(args: argparse.Namespace, extra: list[str]) -> int:
+    import torch
+
+    from photoshield import attacks
+
+    if args.list:
+        for name in attacks.names():
+            print(name)
+        return 0
+    if args.input is None or args.output is None or args.name is None:
+        raise PhotoshieldError("attack needs IN, -o OUT and --name NAME (see `photoshield attack --list`)")
+    params = parse_extra_params(extra)
+    if args.strength is not None:
+        params["strength"] = args.strength
+    attack = attacks.get(args.name, **params)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    def transform(photo):
+        with torch.no_grad():
+            return attack(photo.pixels, generator=generator)
+
+    pairs = run_on_files(Path(args.input), Path(args.output), args.format, transform, desc=f"attack {args.name}")
+    for _, target in pairs[:1] if len(pairs) > 1 else pairs:
+        print(f"wrote {target}")
+    if len(pairs) > 1:
+        print(f"wrote {len(pairs)} images under {args.output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the main job on a bundled photo: attack round trips with quality figures."""
+    import torch
+
+    from photoshield import attacks, data
+    from photoshield.evaluate.metrics import psnr, ssim
+    from photoshield.io import read_photo, write_image
+
+    name = args.sample or data.samples("faces")[0]
+    source = data.sample_path(name)
+    photo = read_photo(source)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    print(f"sample {name}: {source.name} {tuple(photo.pixels.shape[-2:])}")
+    print(f"{'attack':28s} {'PSNR dB':>8s} {'SSIM':>6s}  file")
+    generator = torch.Generator().manual_seed(0)
+    for attack in attacks.grid("quick"):
+        with torch.no_grad():
+            attacked = attack(photo.pixels, generator=generator)
+        label = attack.describe()
+        target = output / f"{name}_{''.join(c if c.isalnum() else '_' for c in label)}.png"
+        write_image(attacked, target, metadata=photo)
+        print(f"{label:28s} {psnr(photo.pixels, attacked).item():8.2f} {ssim(photo.pixels, attacked).item():6.3f}  {target}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import photoshield
+
+    parser = argparse.ArgumentParser(
+        prog="photoshield",
+        description="Protect photos before they are shared: adversarial protection, watermarks, attack simulations.",
+    )
+    parser.add_argument("--version", action="version", version=f"photoshield {photoshield.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("info", help="versions, device and available models")
+
+    models = commands.add_parser("models", help="list the model registry")
+    models_commands = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    models_commands.add_parser("list", help="name, task, source, license and whether each checkpoint is present")
+
+    attack = commands.add_parser(
+        "attack",
+        help="apply a simulated attack (codec, distortion, ...) to a file or folder",
+        description="Apply an attack to IN (a file or a folder) and write the result to OUT. "
+        "Attack parameters are passed as --name value flags, e.g. `--name jpeg --quality 50`.",
+    )
+    attack.add_argument("input", nargs="?", metavar="IN", help="input image or folder")
+    attack.add_argument("-o", "--output", metavar="OUT", help="output image or folder")
+    attack.add_argument("--name", help="attack name (see --list)")
+    attack.add_argument("--strength", type=float, help="strength knob in [0, 1] mapped onto the attack's range")
+    attack.add_argument("--seed", type=int, default=0, help="seed for randomised attacks (default 0)")
+    attack.add_argument("--format", help="output format extension for every file (default: keep the input's)")
+    attack.add_argument("--list", action="store_true", help="list the attack names and exit")
+
+    demo = commands.add_parser("demo", help="run the main job on a bundled photo, with no other input")
+    demo.add_argument("--sample", help="bundled sample name (default: the first face photo)")
+    demo.add_argument("-o", "--output", default="photoshield-demo", help="output folder (default photoshield-demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``photoshield`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "attack":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "info":
+            return cmd_info(args)
+        if args.command == "models":
+            if args.models_command in (None, "list"):
+                return cmd_models_list(args)
+        if args.command == "attack":
+            return cmd_attack(args, extra)
+        if args.command == "demo":
+            return cmd_demo(args)
+        parser.print_help()
+        return 0 if args.command is None else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("photoshield: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PhotoshieldError, FileNotFoundError, PermissionError, IsADirectoryError, KeyError, ValueError) as error:
+        if os.environ.get("PHOTOSHIELD_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"photoshield: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

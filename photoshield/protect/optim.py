@@ -1,0 +1,262 @@
+"""The one optimisation engine every protection uses: projected gradient steps on a perturbation.
+
+A protection supplies ``loss_fn(x_adv) -> loss per image`` (lower is better for the
+protector); the engine owns the budget (L_inf or L_2 ball in [0, 1] pixel units),
+the step rule (signed PGD or Adam), step-size schedules, MI-FGSM momentum, input
+diversity, expectation over transformations, region masks, shaping, early stop,
+seeding, the progress bar and Ctrl-C handling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+Shaper = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Transform = Callable[..., torch.Tensor]
+
+
+@dataclass
+class PGDConfig:
+    """How to optimise a perturbation. ``epsilon`` and ``step_size`` are in [0, 1] pixel units."""
+
+    epsilon: float = 8 / 255
+    steps: int = 50
+    norm: Literal["linf", "l2"] = "linf"
+    step_size: float | None = None
+    optimizer: Literal["sign", "adam"] = "sign"
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    momentum: float = 0.0
+    input_diversity: float = 0.0
+    eot: Sequence[Transform] = ()
+    eot_samples: int = 1
+    target_loss: float | None = None
+    random_start: bool = False
+    seed: int = 0
+    progress: bool = True
+    description: str = "protect"
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if self.optimizer not in ("sign", "adam"):
+            raise ValueError(f"optimizer must be 'sign' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}")
+        if self.epsilon <= 0 or self.steps < 0:
+            raise ValueError("epsilon must be positive and steps non-negative")
+        if self.norm == "linf" and self.epsilon > 1:
+            raise ValueError(f"epsilon is in [0, 1] pixel units (8/255 = {8 / 255:.4f}); got {self.epsilon}")
+
+    def base_step(self) -> float:
+        """The step size: given, or 2.5 * epsilon / steps (Madry et al.'s rule) with a floor."""
+        if self.step_size is not None:
+            return self.step_size
+        return max(2.5 * self.epsilon / max(self.steps, 1), self.epsilon / 50)
+
+    def step_at(self, index: int) -> float:
+        """The scheduled step size at step ``index`` (0-based)."""
+        base = self.base_step()
+        progress = index / max(self.steps - 1, 1)
+        if self.schedule == "linear":
+            return base * (1.0 - progress) + base * 0.05 * progress
+        if self.schedule == "cosine":
+            return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return base
+
+
+@dataclass
+class PGDResult:
+    """The best perturbation found per image, with the loss history."""
+
+    delta: torch.Tensor
+    adversarial: torch.Tensor
+    loss_before: torch.Tensor
+    loss_after: torch.Tensor
+    history: list[float] = field(default_factory=list)
+    steps_run: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    early_stopped: bool = False
+
+
+def project(
+    delta: torch.Tensor, images: torch.Tensor, epsilon: float, norm: str, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Project ``delta`` onto the epsilon ball and keep ``images + delta`` inside [0, 1].
+
+    Under L_inf a ``mask`` in [0, 1] scales the budget per pixel (epsilon * mask);
+    under L_2 the perturbation is kept where the mask is non-zero.
+    """
+    if norm == "linf":
+        bound = epsilon if mask is None else epsilon * mask
+        delta = torch.maximum(torch.minimum(delta, torch.as_tensor(bound).to(delta)), -torch.as_tensor(bound).to(delta))
+    else:
+        if mask is not None:
+            delta = delta * (mask > 0)
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        delta = delta * (epsilon / norms).clamp(max=1.0)
+    return (images + delta).clamp(0.0, 1.0) - images
+
+
+def diverse_input(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """DI-FGSM input diversity: with ``probability``, shrink by up to 10 % and pad back at a random offset."""
+    if probability <= 0 or torch.rand((), generator=generator).item() >= probability:
+        return images
+    height, width = images.shape[-2:]
+    scale = 0.9 + 0.1 * torch.rand((), generator=generator).item()
+    new_h, new_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    resized = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top = int(torch.randint(0, height - new_h + 1, (), generator=generator))
+    left = int(torch.randint(0, width - new_w + 1, (), generator=generator))
+    return F.pad(resized, (left, width - new_w - left, top, height - new_h - top), value=0.5)
+
+
+def _expected_loss(loss_fn: LossFn, x: torch.Tensor, config: PGDConfig, generator: torch.Generator) -> torch.Tensor:
+    """Loss per image averaged over the sampled transformations (EOT) and input diversity."""
+    if not config.eot and config.input_diversity <= 0:
+        return loss_fn(x)
+    total = 0.0
+    for _ in range(max(1, config.eot_samples)):
+        view = x
+        if config.eot:
+            index = int(torch.randint(0, len(config.eot), (), generator=generator))
+            view = config.eot[index](view, generator=generator)
+        view = diverse_input(view, config.input_diversity, generator)
+        total = total + loss_fn(view)
+    return total / max(1, config.eot_samples)
+
+
+def _check_loss(loss: torch.Tensor, batch: int) -> torch.Tensor:
+    if loss.ndim == 0:
+        loss = loss.expand(batch) if batch == 1 else loss
+    if loss.shape != (batch,):
+        raise ValueError(f"loss_fn must return one loss per image, shape ({batch},); got {tuple(loss.shape)}")
+    return loss
+
+
+def run_pgd(
+    loss_fn: LossFn,
+    images: torch.Tensor,
+    config: PGDConfig | None = None,
+    mask: torch.Tensor | None = None,
+    shaping: Shaper | None = None,
+) -> PGDResult:
+    """Minimise ``loss_fn(images + delta)`` per image over ``delta`` inside the budget.
+
+    ``mask`` (B or 1, 1, H, W) in [0, 1] says where the perturbation may go and, under
+    L_inf, how much of the budget each pixel gets;
+    ``shaping(update, images) -> update`` reshapes each step before projection.
+    Returns the lowest-loss perturbation seen for each image. Each step's loss (with
+    EOT when configured) judges the perturbation it was computed on, so tracking the
+    best costs no extra forward pass; the final perturbation is judged once more.
+    """
+    config = config or PGDConfig()
+    images = images.detach()
+    batch = images.shape[0]
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    if mask is not None:
+        mask = mask.to(images).expand(batch, 1, *images.shape[-2:])
+
+    delta = torch.zeros_like(images)
+    if config.random_start:
+        noise = torch.rand(images.shape, generator=generator).to(images) * 2 - 1
+        delta = noise * config.epsilon if config.norm == "linf" else noise * config.epsilon / math.sqrt(noise[0].numel())
+        delta = project(delta, images, config.epsilon, config.norm, mask)
+    delta.requires_grad_(True)
+    adam = torch.optim.Adam([delta], lr=config.base_step()) if config.optimizer == "adam" else None
+    momentum = torch.zeros_like(images)
+
+    plain = not config.eot and config.input_diversity <= 0
+    loss_before = None
+    if config.random_start or not plain or config.steps == 0:
+        with torch.no_grad():
+            loss_before = _check_loss(loss_fn(images), batch).detach().float()
+    best_loss = torch.full((batch,), float("inf"), device=images.device)
+    best_delta = torch.zeros_like(images)
+    active = torch.ones(batch, dtype=torch.bool, device=images.device)
+    history: list[float] = []
+    started = time.perf_counter()
+    interrupted = early_stopped = False
+    steps_run = 0
+
+    def keep_best(loss: torch.Tensor, candidate: torch.Tensor) -> None:
+        improved = loss < best_loss
+        best_loss.copy_(torch.where(improved, loss, best_loss))
+        best_delta[improved] = candidate[improved]
+
+    progress = tqdm(total=config.steps, desc=config.description, disable=not config.progress, leave=False)
+    try:
+        for step in range(config.steps):
+            loss = _check_loss(_expected_loss(loss_fn, images + delta, config, generator), batch)
+            (gradient,) = torch.autograd.grad(loss.sum(), delta)
+            with torch.no_grad():
+                # The loss of this step belongs to the perturbation before the update.
+                loss = loss.detach().float()
+                if loss_before is None:
+                    loss_before = loss.clone()
+                history.append(loss.mean().item())
+                keep_best(loss, delta.detach())
+                steps_run = step + 1
+                if config.target_loss is not None:
+                    active &= best_loss > config.target_loss
+                    if not bool(active.any()):
+                        early_stopped = True
+                        progress.update(1)
+                        break
+                gradient = torch.nan_to_num(gradient) * active.view(-1, 1, 1, 1)
+                if config.momentum > 0:
+                    scale = gradient.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                    momentum = config.momentum * momentum + gradient / scale
+                    gradient = momentum
+                step_size = config.step_at(step)
+                if adam is not None:
+                    for group in adam.param_groups:
+                        group["lr"] = step_size
+                    previous = delta.detach().clone()
+                    delta.grad = gradient
+                    adam.step()
+                    update = delta.detach() - previous
+                    delta.copy_(previous)
+                elif config.norm == "linf":
+                    update = -step_size * gradient.sign()
+                else:
+                    norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                    update = -step_size * gradient / norms
+                if shaping is not None:
+                    update = shaping(update, images)
+                if mask is not None and config.norm == "l2":
+                    update = update * mask
+                new_delta = delta + update * active.view(-1, 1, 1, 1)
+                delta.copy_(project(new_delta, images, config.epsilon, config.norm, mask))
+            progress.update(1)
+            progress.set_postfix(loss=f"{history[-1]:.4f}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+
+    if not early_stopped:
+        with torch.no_grad():
+            keep_best(_check_loss(loss_fn(images + delta), batch).float(), delta.detach())
+    if loss_before is None:
+        loss_before = best_loss.clone()
+    best_delta = best_delta.detach()
+    return PGDResult(
+        delta=best_delta,
+        adversarial=(images + best_delta).clamp(0, 1),
+        loss_before=loss_before,
+        loss_after=best_loss,
+        history=history,
+        steps_run=steps_run,
+        seconds=time.perf_counter() - started,
+        interrupted=interrupted,
+        early_stopped=early_stopped,
+    )

@@ -1,0 +1,101 @@
+"""The model registry: resolution order, checksums, safe loading, clear errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from photoshield.errors import ChecksumError, ModelNotFoundError, PhotoshieldError
+from photoshield.models import registry
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+
+
+def _loader(path: Path, device: torch.device):
+    model = _Tiny()
+    model.load_state_dict(registry.load_state_dict(path))
+    model.source_path = path
+    return model.to(device)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch):
+    """A registered checkpoint whose file lives in a temporary PHOTOSHIELD_HOME."""
+    monkeypatch.setenv("PHOTOSHIELD_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "home" / "weights"
+    weights.mkdir(parents=True)
+    file = weights / "tiny-test.safetensors"
+    save_file(_Tiny().state_dict(), str(file))
+    entry = registry.register(
+        registry.Checkpoint(
+            name="tiny-test",
+            task="test",
+            filename="tiny-test.safetensors",
+            loader=_loader,
+            source="built in the test",
+            license="Apache-2.0",
+            sha256=registry.sha256_of(file),
+            how_to_get="it is made by the test fixture",
+        )
+    )
+    yield entry, file
+    registry._REGISTRY.pop("tiny-test", None)
+
+
+def test_load_from_user_cache_in_eval_mode(tiny_checkpoint):
+    _, file = tiny_checkpoint
+    model = registry.load("tiny-test", device="cpu")
+    assert model.source_path == file
+    assert not model.training
+
+
+def test_explicit_path_wins(tiny_checkpoint, tmp_path):
+    other = tmp_path / "other.safetensors"
+    save_file(_Tiny().state_dict(), str(other))
+    assert registry.load("tiny-test", device="cpu", path=other).source_path == other
+
+
+def test_checksum_mismatch_is_reported(tiny_checkpoint):
+    _, file = tiny_checkpoint
+    save_file({k: v + 1 for k, v in _Tiny().state_dict().items()}, str(file))
+    with pytest.raises(ChecksumError, match="sha256"):
+        registry.load("tiny-test", device="cpu")
+
+
+def test_missing_checkpoint_says_how_to_get_it(tiny_checkpoint):
+    _, file = tiny_checkpoint
+    file.unlink()
+    with pytest.raises(ModelNotFoundError) as info:
+        registry.load("tiny-test")
+    assert "it is made by the test fixture" in str(info.value)
+    assert "tiny-test.safetensors" in str(info.value)
+
+
+def test_unknown_name_lists_known_names(tiny_checkpoint):
+    with pytest.raises(ModelNotFoundError, match="tiny-test"):
+        registry.load("no-such-model")
+
+
+def test_pickles_are_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    file = tmp_path / "evil.pt"
+    torch.save({"weight": Evil()}, file)
+    with pytest.raises(PhotoshieldError, match="weights-only"):
+        registry.load_state_dict(file)
+
+
+def test_every_bundled_checkpoint_is_present_and_matches():
+    entries = registry.checkpoints()
+    for entry in entries:
+        if (registry.BUNDLED_DIR / entry.filename).exists():
+            registry.verify(entry.name, registry.BUNDLED_DIR / entry.filename)
+    bundled = [e for e in entries if (registry.BUNDLED_DIR / e.filename).exists()]
+    assert all(e.sha256 for e in bundled), "bundled checkpoints must record their sha256"
