@@ -82,3 +82,21 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     if not image.is_floating_point():
         raise ValueError(f"{name} must be a floating point tensor, got {image.dtype}")
     return image
+
+
+def working_size(height: int, width: int, max_side: int | None, multiple: int = 1) -> tuple[int, int]:
+    """The (h, w) a model works at: longest side at most ``max_side``, aspect kept, rounded to ``multiple``."""
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
+    new_h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    new_w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    return new_h, new_w
+
+
+def resize_to(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable antialiased bilinear resize of (B, C, H, W) to ``size``; a no-op at the same size."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    import torch.nn.functional as F
+
+    shrinking = size[0] < images.shape[-2] or size[1] < images.shape[-1]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrinking)

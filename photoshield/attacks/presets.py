@@ -1,0 +1,85 @@
+"""Named lists of attacks for evaluations: ``grid("standard")``, ``grid("waves")``, ``grid("quick")``.
+
+Each call builds fresh attack objects. Later modules add grids with ``register_grid``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import Attack, AttackError, Compose, get
+
+__all__ = ["WAVES_STRENGTHS", "grid", "grid_names", "register_grid"]
+
+_GRIDS: dict[str, Callable[[], list[Attack]]] = {}
+
+# The strengths a WAVES-style sweep visits (s = 0 is the unattacked baseline).
+WAVES_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def register_grid(name: str) -> Callable[[Callable[[], list[Attack]]], Callable[[], list[Attack]]]:
+    """Decorator: a function returning a list of attacks becomes ``grid(name)``."""
+
+    def decorate(factory: Callable[[], list[Attack]]) -> Callable[[], list[Attack]]:
+        _GRIDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def grid_names() -> list[str]:
+    """Sorted names of the registered grids."""
+    return sorted(_GRIDS)
+
+
+def grid(name: str) -> list[Attack]:
+    """Fresh attacks of the named grid, in a stable order."""
+    if name not in _GRIDS:
+        raise AttackError(f"unknown attack grid {name!r}; available: {', '.join(grid_names())}")
+    return _GRIDS[name]()
+
+
+@register_grid("standard")
+def _standard() -> list[Attack]:
+    """What photos commonly go through: codecs, rescaling, crops, blur, noise, light edits."""
+    return [
+        get("jpeg", quality=90),
+        get("jpeg", quality=75),
+        get("jpeg", quality=50),
+        get("jpeg", quality=30),
+        get("webp", quality=75),
+        get("resize", scale=0.75),
+        get("resize", scale=0.5),
+        get("crop", area=0.75),
+        get("crop", area=0.5),
+        get("blur", sigma=1.0),
+        get("blur", sigma=2.0),
+        get("noise", sigma=0.02, seed=0),
+        get("noise", sigma=0.05, seed=0),
+        get("brightness", delta=0.2),
+        get("brightness", delta=-0.2),
+        get("rotation", degrees=5.0),
+        get("rotation", degrees=15.0),
+        Compose([get("crop", area=0.75), get("jpeg", quality=75)]),
+    ]
+
+
+@register_grid("waves")
+def _waves() -> list[Attack]:
+    """A strength sweep in the style of the WAVES benchmark (An et al. 2024) over the main attacks."""
+    kinds = ("jpeg", "webp", "resize", "crop", "rotation", "blur", "noise", "brightness", "contrast")
+    attacks = [get(kind, strength=s, seed=0) for kind in kinds for s in WAVES_STRENGTHS]
+    attacks += [Compose(["crop", "jpeg"], strength=s) for s in WAVES_STRENGTHS]
+    return attacks
+
+
+@register_grid("quick")
+def _quick() -> list[Attack]:
+    """A handful of common attacks for smoke tests and fast feedback."""
+    return [
+        get("jpeg", quality=75),
+        get("resize", scale=0.5),
+        get("crop", area=0.75),
+        get("blur", sigma=1.0),
+        get("noise", sigma=0.02, seed=0),
+    ]
