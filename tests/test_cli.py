@@ -21,6 +21,11 @@ def _photo(path, size=(48, 32), seed=0):
     return path
 
 
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "photoshield.cli", *args], capture_output=True, text=True)
 
@@ -64,8 +69,8 @@ def test_attack_folder_mirrors_files(tmp_path):
     "make_input, expected",
     [
         (lambda p: p / "missing.png", "missing.png"),
-        (lambda p: (p / "empty.png").write_bytes(b"") or p / "empty.png", "empty.png"),
-        (lambda p: (p / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg") or p / "junk.jpg", "junk.jpg"),
+        (lambda p: _write(p / "empty.png", b""), "empty.png"),
+        (lambda p: _write(p / "junk.jpg", b"\xff\xd8\xff\xe0 not really a jpeg"), "junk.jpg"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, make_input, expected):
