@@ -1,0 +1,196 @@
+"""``protect(image, method=...)``: one call from a photo to a protected photo and a report."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from photoshield.errors import PhotoshieldError
+from photoshield.image import quantize, to_pil, to_tensor
+from photoshield.protect.objective import Objective
+from photoshield.protect.optim import PGDConfig, run_pgd
+from photoshield.protect.shaping import faceshield_shaper
+
+# Each preset: engine steps, shaping, and transformations sampled each step (EOT) for robustness.
+PRESETS: dict[str, dict[str, Any]] = {
+    "light": {"steps": 30, "shaping": True, "eot": (), "momentum": 0.0},
+    "standard": {"steps": 60, "shaping": True, "eot": ("jpeg-diff:quality=75",), "momentum": 0.0},
+    "strong": {
+        "steps": 150,
+        "shaping": True,
+        "eot": ("jpeg-diff:quality=75", "jpeg-diff:quality=50", "resize:scale=0.75", "blur:sigma=1"),
+        "momentum": 0.5,
+    },
+}
+
+ObjectiveBuilder = Callable[..., Objective]
+_METHODS: dict[str, ObjectiveBuilder] = {}
+
+
+def register_method(name: str) -> Callable[[ObjectiveBuilder], ObjectiveBuilder]:
+    """Register ``builder(images, **options) -> Objective`` as a protection method."""
+
+    def decorate(builder: ObjectiveBuilder) -> ObjectiveBuilder:
+        _METHODS[name] = builder
+        return builder
+
+    return decorate
+
+
+def methods() -> list[str]:
+    """Names of the protection methods."""
+    return sorted(_METHODS)
+
+
+@register_method("facial")
+def _facial(images: torch.Tensor, **options: Any) -> Objective:
+    from photoshield.protect.facial import FacialAttack
+
+    return FacialAttack(**options).objective(images)
+
+
+@register_method("encoder")
+def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_kind: str = "sd-img2img", **options: Any) -> Objective:
+    from photoshield.protect.encoder import EncoderAttack
+
+    if vae is None:
+        if editor is None:
+            raise PhotoshieldError(
+                "the encoder method needs a latent-diffusion VAE: pass editor=PATH_OR_HUB_ID (a diffusers "
+                "pipeline folder) or vae=AutoencoderKL (CLI: --editor PATH)"
+            )
+        from photoshield.models.diffusion import Editor, load_editor
+
+        loaded = editor if isinstance(editor, Editor) else load_editor(editor, editor_kind, device=images.device)
+        vae = loaded.vae
+    return Objective(loss_fn=EncoderAttack(vae, **options).objective(images))
+
+
+@dataclass
+class ProtectionResult:
+    """The protected image (quantised to 8 bits, as it will be saved), its perturbation and a report."""
+
+    image: torch.Tensor
+    delta: torch.Tensor
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def pil(self) -> Image.Image:
+        """The protected image as a PIL image (first of the batch)."""
+        return to_pil(self.image[:1])
+
+
+def _as_tensor(image: Any) -> torch.Tensor:
+    if isinstance(image, (str, os.PathLike)):
+        from photoshield.io import read_image
+
+        return read_image(image)
+    return to_tensor(image)
+
+
+def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress: bool, overrides: dict[str, Any]) -> tuple[PGDConfig, bool]:
+    if preset not in PRESETS:
+        raise PhotoshieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if not 0 < epsilon <= 1:
+        raise PhotoshieldError(f"epsilon is in [0, 1] pixel units (8/255 = {8 / 255:.4f}); got {epsilon}")
+    settings = dict(PRESETS[preset])
+    shaping = bool(overrides.pop("shaping", settings.pop("shaping")))
+    settings.pop("shaping", None)
+    eot = overrides.pop("eot", settings.pop("eot"))
+    settings.pop("eot", None)
+    if eot:
+        from photoshield import attacks
+
+        eot = tuple(attacks.get(spec) if isinstance(spec, str) else spec for spec in eot)
+    settings.update({k: overrides.pop(k) for k in list(overrides) if k in PGDConfig.__dataclass_fields__})
+    if steps is not None:
+        settings["steps"] = steps
+    config = PGDConfig(epsilon=epsilon, seed=seed, progress=progress, eot=eot, **settings)
+    return config, shaping
+
+
+def protect(
+    image: Any,
+    method: str = "facial",
+    epsilon: float = 8 / 255,
+    steps: int | None = None,
+    preset: str = "standard",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> ProtectionResult:
+    """Protect ``image`` (tensor, PIL image or path) with ``method`` inside an L_inf ``epsilon`` budget.
+
+    Engine settings (``norm``, ``step_size``, ``schedule``, ``momentum``, ``eot``,
+    ``shaping``, ...) override the preset; other options go to the method.
+    """
+    if method not in _METHODS:
+        raise PhotoshieldError(f"unknown protection method {method!r}; choose one of {', '.join(methods())}")
+    from photoshield.evaluate.metrics import psnr, ssim
+    from photoshield.models import default_device
+
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(seed)
+    images = _as_tensor(image).to(device)
+    config, shaping = _config(preset, epsilon, steps, seed, progress, options)
+    config.description = f"protect ({method})"
+    started = time.perf_counter()
+    objective = _METHODS[method](images, **options)
+    if objective.target_loss is not None and config.target_loss is None:
+        config.target_loss = objective.target_loss
+
+    report: dict[str, Any] = {"method": method, "preset": preset, "epsilon_255": round(epsilon * 255, 3), "seed": seed}
+    report.update(objective.info)
+    skip = objective.skip if objective.skip is not None else torch.zeros(images.shape[0], dtype=torch.bool)
+    if bool(skip.all()):
+        report.update(status="unchanged", reason=_skip_reason(method), seconds=round(time.perf_counter() - started, 2))
+        return ProtectionResult(image=images, delta=torch.zeros_like(images), report=report)
+
+    result = run_pgd(objective.loss_fn, images, config, mask=objective.mask, shaping=faceshield_shaper() if shaping else None)
+    delta = result.delta * (~skip.to(device)).view(-1, 1, 1, 1)
+    protected = quantize_within_budget(images, delta, epsilon)
+    with torch.no_grad():
+        final_loss = objective.loss_fn(protected)
+    report.update(
+        status="protected" if not bool(skip.any()) else "partly protected",
+        steps=result.steps_run,
+        interrupted=result.interrupted,
+        early_stopped=result.early_stopped,
+        objective_before=[round(v, 5) for v in result.loss_before.tolist()],
+        objective_after=[round(v, 5) for v in final_loss.tolist()],
+        psnr_db=[round(v, 2) for v in psnr(images, protected).tolist()],
+        ssim=[round(v, 4) for v in ssim(images, protected).tolist()],
+        linf_255=round(float((protected - images).abs().max() * 255), 3),
+        seconds=round(time.perf_counter() - started, 2),
+        seconds_per_step=round(result.seconds / max(result.steps_run, 1), 4),
+    )
+    if objective.measure is not None:
+        report["clean"] = objective.measure(images)
+        report["protected"] = objective.measure(protected)
+    if bool(skip.any()):
+        report["skipped_images"] = skip.nonzero().flatten().tolist()
+        report["reason"] = _skip_reason(method)
+    return ProtectionResult(image=protected, delta=protected - images, report=report)
+
+
+def quantize_within_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Round ``images + delta`` to the 8-bit grid it will be saved on without leaving the L_inf budget.
+
+    For images already on the grid the change is clamped to whole levels (floor of
+    epsilon * 255), so saving as PNG keeps the budget exactly.
+    """
+    on_grid = bool(torch.equal(quantize(images), images))
+    limit = torch.floor(torch.tensor(epsilon * 255 + 1e-4)).item() / 255 if on_grid else epsilon
+    rounded = quantize(images + delta) if on_grid else (images + delta).clamp(0, 1)
+    return (images + (rounded - images).clamp(-limit, limit)).clamp(0, 1)
+
+
+def _skip_reason(method: str) -> str:
+    if method == "facial":
+        return "no face found: the facial method changes nothing; try method='encoder' or another method"
+    return "the method found nothing to protect"

@@ -1,0 +1,116 @@
+"""The shared PGD engine and perturbation shaping: budgets, masks, range, seeds, shaping."""
+
+import pytest
+import torch
+
+from photoshield import attacks
+from photoshield.protect.api import quantize_within_budget
+from photoshield.protect.optim import PGDConfig, run_pgd
+from photoshield.protect.shaping import dct_lowpass, faceshield_shaper, high_frequency_ratio, jnd_mask
+
+
+def _problem(seed=0, shape=(2, 3, 37, 53)):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(shape, generator=generator)
+    target = torch.rand(shape, generator=generator)
+    return images, lambda x: (x - target).pow(2).flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("optimizer", ["sign", "adam"])
+@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine"])
+def test_linf_budget_range_and_loss(optimizer, schedule):
+    images, loss_fn = _problem()
+    epsilon = 6 / 255
+    config = PGDConfig(epsilon=epsilon, steps=15, optimizer=optimizer, schedule=schedule, momentum=0.5, progress=False)
+    result = run_pgd(loss_fn, images, config)
+    assert result.delta.abs().max() <= epsilon + 1e-7
+    assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    assert torch.all(result.loss_after < result.loss_before)
+    assert len(result.history) == 15
+
+
+def test_l2_budget():
+    images, loss_fn = _problem()
+    result = run_pgd(loss_fn, images, PGDConfig(norm="l2", epsilon=0.5, steps=10, progress=False))
+    assert torch.all(result.delta.flatten(1).norm(dim=1) <= 0.5 + 1e-5)
+    assert torch.all(result.loss_after < result.loss_before)
+
+
+def test_mask_is_respected_and_scales_the_budget():
+    images, loss_fn = _problem()
+    mask = torch.zeros(1, 1, 37, 53)
+    mask[..., 5:20, 10:40] = 1.0
+    mask[..., 25:30, 10:40] = 0.5
+    epsilon = 8 / 255
+    result = run_pgd(loss_fn, images, PGDConfig(epsilon=epsilon, steps=10, progress=False), mask=mask)
+    assert result.delta[..., mask[0, 0] == 0].abs().max() == 0
+    assert result.delta[..., 25:30, 10:40].abs().max() <= epsilon / 2 + 1e-7
+    assert result.delta[..., 5:20, 10:40].abs().max() > epsilon / 2
+
+
+def test_same_seed_same_result_with_eot_and_diversity():
+    images, loss_fn = _problem()
+    config = lambda seed: PGDConfig(  # noqa: E731
+        steps=6, seed=seed, random_start=True, input_diversity=0.5, eot=(attacks.get("blur", sigma=1.0), attacks.get("resize", scale=0.75)), progress=False
+    )
+    first = run_pgd(loss_fn, images, config(3)).delta
+    assert torch.equal(first, run_pgd(loss_fn, images, config(3)).delta)
+    assert not torch.equal(first, run_pgd(loss_fn, images, config(4)).delta)
+
+
+def test_early_stop_at_target_loss():
+    images, loss_fn = _problem()
+    start = loss_fn(images)
+    target = float(start.max() * 0.97)
+    result = run_pgd(loss_fn, images, PGDConfig(steps=200, target_loss=target, epsilon=0.2, progress=False))
+    assert result.early_stopped and result.steps_run < 200
+    assert torch.all(result.loss_after <= target)
+
+
+def test_interrupt_returns_best_so_far():
+    images, loss_fn = _problem()
+    calls = {"n": 0}
+
+    def interrupting(x):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return loss_fn(x)
+
+    result = run_pgd(interrupting, images, PGDConfig(steps=50, progress=False))
+    assert result.interrupted and 0 < result.steps_run < 50
+    assert torch.all(result.loss_after < result.loss_before)
+
+
+def test_shaping_lowers_high_frequency_energy():
+    images, loss_fn = _problem(shape=(1, 3, 64, 96))
+    plain = run_pgd(loss_fn, images, PGDConfig(steps=10, progress=False)).delta
+    shaped = run_pgd(loss_fn, images, PGDConfig(steps=10, progress=False), shaping=faceshield_shaper()).delta
+    assert high_frequency_ratio(shaped).item() < 0.6 * high_frequency_ratio(plain).item()
+
+
+def test_dct_lowpass_keeps_all_with_64_and_removes_fine_texture():
+    x = torch.rand(1, 3, 20, 28)
+    assert torch.allclose(dct_lowpass(x, 64), x, atol=1e-5)
+    checker = (torch.arange(16).view(-1, 1) + torch.arange(16).view(1, -1)) % 2 * 2.0 - 1.0
+    checker = checker.expand(1, 1, 16, 16)
+    kept = dct_lowpass(checker, 25)
+    assert kept.pow(2).sum() < 0.1 * checker.pow(2).sum()
+    smooth = torch.linspace(0, 1, 16).view(1, 1, 1, 16).expand(1, 1, 16, 16)
+    assert torch.allclose(dct_lowpass(smooth, 25), smooth, atol=0.02)
+
+
+def test_jnd_mask_gives_more_budget_to_texture():
+    flat = torch.full((1, 3, 32, 64), 0.5)
+    flat[..., 32:] = flat[..., 32:] + 0.3 * (torch.rand(1, 3, 32, 32) - 0.5)
+    mask = jnd_mask(flat)
+    assert mask.shape == (1, 1, 32, 64) and mask.min() >= 0.35 - 1e-6 and mask.max() <= 1
+    assert mask[..., 8:24, 40:56].mean() > mask[..., 8:24, 8:24].mean()
+
+
+def test_quantized_output_stays_in_budget():
+    images = torch.randint(0, 256, (1, 3, 16, 16)).float() / 255
+    delta = (torch.rand_like(images) * 2 - 1) * (7.6 / 255)
+    protected = quantize_within_budget(images, delta, 7.6 / 255)
+    assert (protected - images).abs().max() <= 7.6 / 255
+    assert torch.allclose(protected * 255, (protected * 255).round(), atol=1e-3)
