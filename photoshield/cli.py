@@ -1,4 +1,4 @@
-"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``demo``.
+"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``protect``, ``demo``.
 
 Every error photoshield raises on purpose prints one line and exits non-zero;
 tracebacks are kept for real bugs (set PHOTOSHIELD_DEBUG=1 to see them always).
@@ -156,6 +156,64 @@ def cmd_attack(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- protect
+
+LOSSY_EXTENSIONS = {".jpg", ".jpeg", ".webp", ".avif", ".jxl"}
+
+
+def _default_protect_output(source: Path) -> Path:
+    if source.is_dir():
+        return source.with_name(source.name + "_protected")
+    return source.with_name(f"{source.stem}.protected.png")
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A protection report as aligned ``key: value`` lines."""
+    width = max(len(key) for key in report)
+    return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in report.items())
+
+
+def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
+    from photoshield.protect import protect
+
+    source = Path(args.input)
+    output = Path(args.output) if args.output else _default_protect_output(source)
+    fmt = args.format or (None if args.output else "png")
+    lossy = (fmt and "." + fmt.lstrip(".").lower() in LOSSY_EXTENSIONS) or (
+        not fmt and not output.is_dir() and output.suffix.lower() in LOSSY_EXTENSIONS
+    )
+    if lossy:
+        print("photoshield: warning: lossy output (JPEG/WebP/AVIF/JXL) weakens the protection; PNG keeps it intact", file=sys.stderr)
+    options = parse_extra_params(extra)
+    if args.editor:
+        options["editor"] = args.editor
+    if args.editor_kind:
+        options["editor_kind"] = args.editor_kind
+    reports: list[tuple[str, dict[str, Any]]] = []
+
+    def transform(photo):
+        result = protect(
+            photo.pixels,
+            method=args.method,
+            epsilon=args.epsilon / 255.0,
+            steps=args.steps,
+            preset=args.preset,
+            seed=args.seed,
+            progress=not args.quiet,
+            **options,
+        )
+        reports.append((str(photo.path), result.report))
+        return result.image
+
+    pairs = run_on_files(source, output, fmt, transform, desc=f"protect ({args.method})")
+    for (path, report), (_, target) in zip(reports, pairs):
+        print(f"{path} -> {target}")
+        if report.get("status") == "unchanged":
+            print(f"photoshield: notice: {path}: {report.get('reason')}", file=sys.stderr)
+        print(format_report(report))
+    return 0
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -218,6 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--format", help="output format extension for every file (default: keep the input's)")
     attack.add_argument("--list", action="store_true", help="list the attack names and exit")
 
+    protect = commands.add_parser(
+        "protect",
+        help="protect a photo (or a folder) before upload",
+        description="Add an imperceptible perturbation so AI models cannot use the photo. "
+        "Writes PNG next to the input by default (IN.protected.png) and never overwrites the input. "
+        "Method options are passed as --name value flags.",
+    )
+    protect.add_argument("input", metavar="IN", help="input image or folder")
+    protect.add_argument("-o", "--output", metavar="OUT", help="output image or folder (default: IN.protected.png)")
+    protect.add_argument("--method", default="facial", help="facial (default) or encoder")
+    protect.add_argument("--epsilon", type=float, default=8.0, help="L_inf budget in 0-255 units (default 8)")
+    protect.add_argument("--steps", type=int, help="optimisation steps (default: from the preset)")
+    protect.add_argument("--preset", default="standard", choices=["light", "standard", "strong"], help="default standard")
+    protect.add_argument("--editor", help="diffusers pipeline folder or hub id (encoder/attention methods)")
+    protect.add_argument("--editor-kind", help="sd-img2img, sd-inpaint, instruct-pix2pix or flux-kontext")
+    protect.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    protect.add_argument("--format", help="output format extension (default png)")
+    protect.add_argument("--quiet", action="store_true", help="no progress bar")
+
     demo = commands.add_parser("demo", help="run the main job on a bundled photo, with no other input")
     demo.add_argument("--sample", help="bundled sample name (default: the first face photo)")
     demo.add_argument("-o", "--output", default="photoshield-demo", help="output folder (default photoshield-demo)")
@@ -228,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``photoshield`` console script."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "attack":
+    if extra and args.command not in ("attack", "protect"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "info":
@@ -238,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_models_list(args)
         if args.command == "attack":
             return cmd_attack(args, extra)
+        if args.command == "protect":
+            return cmd_protect(args, extra)
         if args.command == "demo":
             return cmd_demo(args)
         parser.print_help()

@@ -29,6 +29,8 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "weights"
 # Modules that register checkpoints when imported (looked up lazily, in this order).
 PROVIDER_MODULES = (
     "photoshield.models.face",
+    "photoshield.models.face_detect",
+    "photoshield.models.face_judge",
     "photoshield.models.sam",
     "photoshield.models.diffusion",
     "photoshield.models.editors",
