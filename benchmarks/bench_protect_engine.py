@@ -1,0 +1,146 @@
+"""The PGD engine's cost: overhead over a bare forward+backward, and against a PhotoGuard-style loop.
+
+Two models, each measured in one run so the ratios compare like with like:
+
+* ``face-embedder``: the bundled dlib ResNet port, aligned chip from the photo (FaceShield's path);
+* ``sd-vae``: an AutoencoderKL with Stable Diffusion's VAE architecture (random weights: the
+  speed does not depend on them) at 256x256, the PhotoGuard encoder attack's model.
+
+For each: seconds per step of (a) a bare loop of forward+backward to the pixels, (b) the engine
+(``run_pgd``, no progress bar), (c) a straight PhotoGuard-style loop (clone, grad, signed step,
+clamp), then the engine with channels-last memory, with bf16 autocast, and with a batch of 4
+photos (seconds per photo-step). Usage::
+
+    python benchmarks/bench_protect_engine.py [--steps 8] [--models face-embedder sd-vae]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from _common import face_photo
+from photoshield.protect.optim import PGDConfig, run_pgd
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def face_case() -> tuple[torch.nn.Module, torch.Tensor, Callable[[torch.nn.Module, torch.Tensor], LossFn]]:
+    """The dlib embedder on a real face photo; loss = cosine similarity to the clean embedding."""
+    from photoshield.models import face, load
+
+    image = face_photo(480)
+    box = face.detect_faces(image)[0]["boxes"][:1]
+    with torch.no_grad():
+        points = face.landmarks68(image, box)
+    model = load("face-embedder", device="cpu")
+
+    def make_loss(net: torch.nn.Module, images: torch.Tensor) -> LossFn:
+        count = images.shape[0]
+        landmarks = points.expand(count, -1, -1)
+        with torch.no_grad():
+            clean = net(face.align_faces(images, landmarks, image_index=torch.arange(count)))
+
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
+            embedding = net(face.align_faces(x, landmarks, image_index=torch.arange(count)))
+            return F.cosine_similarity(embedding.float(), clean, dim=-1)
+
+        return loss_fn
+
+    return model, image, make_loss
+
+
+def vae_case() -> tuple[torch.nn.Module, torch.Tensor, Callable[[torch.nn.Module, torch.Tensor], LossFn]]:
+    """Stable Diffusion's VAE encoder architecture at 256x256; loss = distance to the grey latent."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=256,
+    ).eval().requires_grad_(False)
+    image = F.interpolate(face_photo(480), size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
+
+    def make_loss(net: torch.nn.Module, images: torch.Tensor) -> LossFn:
+        with torch.no_grad():
+            target = net.encode(torch.zeros_like(images)).latent_dist.mean
+
+        def loss_fn(x: torch.Tensor) -> torch.Tensor:
+            latent = net.encode(x * 2 - 1).latent_dist.mean
+            return (latent.float() - target).pow(2).flatten(1).mean(1)
+
+        return loss_fn
+
+    return vae, image, make_loss
+
+
+def bare_loop(loss_fn: LossFn, images: torch.Tensor, steps: int) -> float:
+    """Seconds per step of forward+backward to the pixels, nothing else."""
+    started = time.perf_counter()
+    for _ in range(steps):
+        x = images.clone().requires_grad_(True)
+        torch.autograd.grad(loss_fn(x).sum(), x)
+    return (time.perf_counter() - started) / steps
+
+
+def photoguard_loop(loss_fn: LossFn, images: torch.Tensor, steps: int, epsilon: float = 8 / 255, step: float = 1 / 255) -> float:
+    """Seconds per step of the straight loop PhotoGuard's notebooks use (signed step, clamp to the ball)."""
+    started = time.perf_counter()
+    x_adv = images.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = loss_fn(x_adv).sum()
+        (gradient,) = torch.autograd.grad(loss, [x_adv])
+        x_adv = x_adv.detach() - step * gradient.sign()
+        x_adv = (images + (x_adv - images).clamp(-epsilon, epsilon)).clamp(0, 1)
+    return (time.perf_counter() - started) / steps
+
+
+def engine(loss_fn: LossFn, images: torch.Tensor, steps: int, **settings) -> float:
+    """Seconds per step of run_pgd."""
+    result = run_pgd(loss_fn, images, PGDConfig(steps=steps, progress=False, **settings))
+    return result.seconds / max(result.steps_run, 1)
+
+
+def measure(name: str, steps: int) -> None:
+    model, image, make_loss = {"face-embedder": face_case, "sd-vae": vae_case}[name]()
+    loss_fn = make_loss(model, image)
+    bare_loop(loss_fn, image, 1)  # warm-up
+    bare = bare_loop(loss_fn, image, steps)
+    rows = [("bare forward+backward", bare), ("engine (run_pgd)", engine(loss_fn, image, steps))]
+    rows.append(("PhotoGuard-style loop", photoguard_loop(loss_fn, image, steps)))
+
+    channels_last = model.to(memory_format=torch.channels_last)
+    image_cl = image.contiguous(memory_format=torch.channels_last)
+    rows.append(("engine + channels-last", engine(make_loss(channels_last, image_cl), image_cl, steps)))
+    model.to(memory_format=torch.contiguous_format)
+    rows.append(("engine + bf16 autocast", engine(loss_fn, image, steps, autocast="bf16")))
+    batch = image.expand(4, -1, -1, -1).contiguous()
+    rows.append(("engine, batch of 4 (per photo)", engine(make_loss(model, batch), batch, steps) / 4))
+
+    print(f"\n{name} ({tuple(image.shape[-2:])}, {steps} steps, {torch.get_num_threads()} threads)")
+    print(f"{'':<32} {'s/step':>8} {'vs bare':>9} {'vs PhotoGuard':>14}")
+    photoguard = rows[2][1]
+    for label, seconds in rows:
+        print(f"{label:<32} {seconds:8.3f} {100 * (seconds / bare - 1):+8.1f}% {100 * (seconds / photoguard - 1):+13.1f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--models", nargs="+", default=["face-embedder", "sd-vae"])
+    args = parser.parse_args()
+    for name in args.models:
+        measure(name, args.steps)
+
+
+if __name__ == "__main__":
+    main()
