@@ -40,7 +40,7 @@ def _judges() -> dict[str, tuple[Callable[[torch.Tensor], Any], Callable[[Any, A
     judges = {
         "dlib-port": (
             lambda x: face.embed_faces(x),
-            lambda a, b: float(face.identity_distance(a, b)[0]),
+            lambda a, b: float(face.identity_distance(a, b).detach()[0]),
             lambda score: score > 0.6,
         ),
         "sface": (sface.embed, lambda a, b: float(a @ b), lambda score: score < sface.threshold),

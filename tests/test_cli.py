@@ -94,3 +94,48 @@ def test_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert main(["attack", str(source), "-o", str(source), "--name", "jpeg"]) != 0
     assert source.read_bytes() == before
     assert "in.png" in capsys.readouterr().err
+
+
+def _face_photo(path, size=192):
+    from photoshield import data
+
+    Image.open(data.sample_path("obama")).convert("RGB").resize((size, size), Image.LANCZOS).save(path)
+    return path
+
+
+def test_protect_writes_a_png_next_to_the_input_and_prints_the_report(tmp_path, capsys):
+    source = _face_photo(tmp_path / "me.jpg")
+    before = source.read_bytes()
+    assert main(["protect", str(source), "--steps", "3", "--preset", "light", "--epsilon", "6", "--quiet"]) == 0
+    out = tmp_path / "me.protected.png"
+    assert source.read_bytes() == before
+    original, protected = read_image(source), read_image(out)
+    assert 0 < (protected - original).abs().max() <= 6 / 255 + 1e-6
+    report = capsys.readouterr().out
+    assert "status" in report and "protected" in report and "psnr_db" in report
+
+
+def test_protect_warns_about_lossy_output_and_handles_a_faceless_folder(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _face_photo(folder / "face.png")
+    _photo(folder / "noface.png", size=(96, 64))
+    out = tmp_path / "out"
+    assert main(["protect", str(folder), "-o", str(out), "--steps", "2", "--preset", "light", "--format", "jpg", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "lossy" in err and "no face" in err
+    assert sorted(p.name for p in out.iterdir()) == ["face.jpg", "noface.jpg"]
+
+
+def test_protect_refuses_to_overwrite_its_input(tmp_path, capsys):
+    source = _face_photo(tmp_path / "me.png")
+    before = source.read_bytes()
+    assert main(["protect", str(source), "-o", str(source), "--steps", "1", "--quiet"]) != 0
+    assert source.read_bytes() == before
+
+
+def test_demo_protects_a_bundled_face_and_attacks_it(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--preset", "light"]) == 0
+    out = capsys.readouterr().out
+    assert "dlib_distance" in out and "identity lost" in out
+    assert len(list(tmp_path.glob("*.protected.png"))) == 1

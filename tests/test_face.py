@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import photoshield.models as models
+from photoshield.io import read_image
 from photoshield.models import face
 from photoshield.models.registry import load_state_dict, resolve
 
@@ -194,3 +195,14 @@ def test_against_live_dlib():
         assert face.identity_cosine(our_descriptor(name), live[name]) > 0.99, name
         assert torch.allclose(live[name], reference(name, "descriptor"), atol=1e-4)  # the fixture is current
     assert float(face.identity_distance(live["obama"], live["obama2"])) < 0.6 < float(face.identity_distance(live["obama"], live["biden"]))
+
+
+@pytest.mark.judges
+def test_dlib_judge_wrapper_separates_people():
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from photoshield.models.face_judge import DlibJudge
+
+    judge = DlibJudge()
+    tensor = lambda name: read_image(FIXTURES / f"{name}.jpg")  # noqa: E731  (a (1, 3, H, W) tensor, as protect() returns)
+    assert judge.distance(tensor("obama"), tensor("obama2")) < judge.threshold < judge.distance(tensor("obama"), tensor("biden"))

@@ -188,7 +188,7 @@ class DlibJudge:
 
     def embed(self, image: Any) -> np.ndarray:
         """dlib's 128-d descriptor of the largest face."""
-        rgb = _as_uint8_rgb(image)
+        rgb = np.ascontiguousarray(_as_uint8_rgb(image))
         found = self.detector(rgb, 1)
         if len(found) == 0:
             raise PhotoshieldError("the dlib judge found no face in the image")
@@ -219,12 +219,12 @@ register(
         task="face identity judge (black box)",
         filename="face_recognition_sface_2021dec_int8bq_ort.onnx",
         loader=build_judge,
-        source=_SOURCE + "face_recognition_sface_2021dec_int8bq.onnx (OpenCV Zoo SFace; stale weight names "
-        "dropped from its graph inputs so onnxruntime runs it)",
+        source=_SOURCE + "face_recognition_sface_2021dec_int8bq.onnx",
         license="Apache-2.0 (OpenCV Zoo)",
         sha256="487a139eb85ccd5ff30aef7d0add7f12d2bb7abb90c5f08a7f481b452a660e00",
         how_to_get=_HOW,
-        description="SFace int8 recognition + YuNet detection via onnxruntime; cosine, same person >= 0.363.",
+        description="SFace int8 recognition (OpenCV Zoo) + YuNet detection via onnxruntime; cosine, same person "
+        ">= 0.363. Stale weight names were dropped from the graph inputs so onnxruntime runs it.",
     )
 )
 register(
@@ -233,11 +233,11 @@ register(
         task="face detection (black box, used by face-judge-sface)",
         filename="face_detection_yunet_2023mar_int8bq_ort.onnx",
         loader=build_yunet,
-        source=_SOURCE + "face_detection_yunet_2023mar_int8bq.onnx (OpenCV Zoo YuNet; one-element scales made "
-        "per-tensor in 26 DequantizeLinear nodes so onnxruntime loads it)",
-        license="MIT (libfacedetection) / Apache-2.0 (OpenCV Zoo)",
+        source=_SOURCE + "face_detection_yunet_2023mar_int8bq.onnx",
+        license="MIT / Apache-2.0",
         sha256="8e37c309b70b781183baf9c75305cf83fbc69383b809d9fe0576cde297f148e8",
         how_to_get=_HOW,
-        description="YuNet 2023mar int8 face detector with 5 landmarks (onnxruntime).",
+        description="YuNet 2023mar int8 face detector with 5 landmarks (onnxruntime); one-element scales made "
+        "per-tensor in 26 DequantizeLinear nodes so onnxruntime loads it.",
     )
 )

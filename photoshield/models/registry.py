@@ -186,5 +186,6 @@ def load(name: str, device: str | torch.device | None = None, path: str | os.Pat
     device = torch.device(device) if device is not None else default_device()
     model = checkpoint.loader(file, device=device, **kwargs)
     if isinstance(model, torch.nn.Module):
-        model.eval()
+        # Registry models are frozen: protections need gradients to the pixels, never to weights.
+        model.eval().requires_grad_(False)
     return model

@@ -154,6 +154,6 @@ class FacialAttack:
             return figures
 
         mask = face_region_mask(images, faces, self.dilation) if self.region == "face" else None
-        info = {"faces": len(faces), "faces_per_image": counts.tolist(), "boxes": faces.boxes.tolist()}
+        info = {"faces": len(faces), "faces_per_image": counts.tolist(), "boxes": [[round(v, 1) for v in box] for box in faces.boxes.tolist()]}
         return Objective(loss_fn=loss_fn, mask=mask, measure=measure, skip=skip, info=info)
 

@@ -100,8 +100,11 @@ def project(
     under L_2 the perturbation is kept where the mask is non-zero.
     """
     if norm == "linf":
-        bound = epsilon if mask is None else epsilon * mask
-        delta = torch.maximum(torch.minimum(delta, torch.as_tensor(bound).to(delta)), -torch.as_tensor(bound).to(delta))
+        if mask is None:
+            delta = delta.clamp(-epsilon, epsilon)
+        else:
+            bound = (epsilon * mask).to(delta)
+            delta = torch.maximum(torch.minimum(delta, bound), -bound)
     else:
         if mask is not None:
             delta = delta * (mask > 0)
@@ -207,7 +210,7 @@ def run_pgd(
     def keep_best(loss: torch.Tensor, candidate: torch.Tensor) -> None:
         improved = loss < best_loss
         best_loss.copy_(torch.where(improved, loss, best_loss))
-        best_delta[improved] = candidate[improved]
+        best_delta.copy_(torch.where(improved.view(-1, 1, 1, 1), candidate, best_delta))
 
     progress = tqdm(total=config.steps, desc=config.description, disable=not config.progress, leave=False)
     try:
@@ -222,13 +225,17 @@ def run_pgd(
                 history.append(loss.mean().item())
                 keep_best(loss, delta.detach())
                 steps_run = step + 1
+                gate = None  # per-image 0/1 factor once some images have reached the target loss
                 if config.target_loss is not None:
                     active &= best_loss > config.target_loss
                     if not bool(active.any()):
                         early_stopped = True
                         progress.update(1)
                         break
-                gradient = torch.nan_to_num(gradient) * active.view(-1, 1, 1, 1)
+                    gate = None if bool(active.all()) else active.view(-1, 1, 1, 1).to(gradient.dtype)
+                gradient = torch.nan_to_num_(gradient)
+                if gate is not None:
+                    gradient.mul_(gate)
                 if config.momentum > 0:
                     scale = gradient.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
                     momentum = config.momentum * momentum + gradient / scale
@@ -243,7 +250,7 @@ def run_pgd(
                     update = delta.detach() - previous
                     delta.copy_(previous)
                 elif config.norm == "linf":
-                    update = -step_size * gradient.sign()
+                    update = gradient.sign().mul_(-step_size)
                 else:
                     norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
                     update = -step_size * gradient / norms
@@ -256,7 +263,7 @@ def run_pgd(
                     update = update * (before / after).view(-1, 1, 1, 1)
                 if mask is not None and config.norm == "l2":
                     update = update * mask
-                new_delta = delta + update * active.view(-1, 1, 1, 1)
+                new_delta = delta + (update if gate is None else update * gate)
                 delta.copy_(project(new_delta, images, config.epsilon, config.norm, mask))
             progress.update(1)
             progress.set_postfix(loss=f"{history[-1]:.4f}")
