@@ -80,7 +80,8 @@ def evaluate(epsilons: list[float], names: list[str], preset: str, steps: int | 
                             hidden[variant, judge].append(True)
             for variant in VARIANTS:
                 row = {"epsilon": epsilon, "shaping": shaping, "variant": variant}
-                row.update({k: float(np.mean(v)) for k, v in quality.items()})
+                row.update({k: float(np.mean([x for x in v if np.isfinite(x)] or [np.nan])) for k, v in quality.items()})
+                row["unchanged"] = int(sum(not np.isfinite(x) for x in quality["psnr"]))  # no face found to protect
                 for judge in judges:
                     values = scores[variant, judge]
                     row[f"{judge}_mean"] = float(np.mean(values)) if values else float("nan")
@@ -93,12 +94,12 @@ def evaluate(epsilons: list[float], names: list[str], preset: str, steps: int | 
 def _format(rows: list[dict[str, Any]], judges: list[str], header: bool = True) -> str:
     lines = []
     if header:
-        columns = ["eps/255", "shaping", "photo"] + [f"{j} (mean, past thr.)" for j in judges] + ["PSNR dB", "SSIM", "s/photo"]
+        columns = ["eps/255", "shaping", "photo"] + [f"{j} (mean, past thr.)" for j in judges] + ["PSNR dB", "SSIM", "s/photo", "unchanged"]
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [f"{row['epsilon']:g}", "yes" if row["shaping"] else "no", row["variant"]]
         cells += [f"{row[f'{j}_mean']:.3f}, {100 * row[f'{j}_hidden']:.0f} %" for j in judges]
-        cells += [f"{row['psnr']:.1f}", f"{row['ssim']:.3f}", f"{row['seconds']:.1f}"]
+        cells += [f"{row['psnr']:.1f}", f"{row['ssim']:.3f}", f"{row['seconds']:.1f}", str(row["unchanged"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

