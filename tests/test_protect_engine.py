@@ -114,3 +114,23 @@ def test_quantized_output_stays_in_budget():
     protected = quantize_within_budget(images, delta, 7.6 / 255)
     assert (protected - images).abs().max() <= 7.6 / 255
     assert torch.allclose(protected * 255, (protected * 255).round(), atol=1e-3)
+
+
+def test_bf16_autocast_keeps_a_float32_perturbation_in_budget():
+    images, _ = _problem()
+    weight = torch.nn.Conv2d(3, 4, 3)
+    torch.nn.init.normal_(weight.weight)
+    loss_fn = lambda x: weight(x).pow(2).flatten(1).mean(1)  # noqa: E731
+    result = run_pgd(loss_fn, images, PGDConfig(epsilon=4 / 255, steps=6, autocast="bf16", progress=False))
+    assert result.delta.dtype == torch.float32
+    assert result.delta.abs().max() <= 4 / 255 + 1e-7
+    assert torch.all(result.loss_after < result.loss_before)
+
+
+def test_shaped_steps_keep_their_length():
+    images, loss_fn = _problem(shape=(1, 3, 64, 64))
+    config = PGDConfig(epsilon=8 / 255, steps=1, step_size=2 / 255, progress=False)
+    plain = run_pgd(loss_fn, images, config).delta
+    shaped = run_pgd(loss_fn, images, config, shaping=faceshield_shaper()).delta
+    assert high_frequency_ratio(shaped) < high_frequency_ratio(plain)
+    assert torch.allclose(shaped.norm(), plain.norm(), rtol=0.1)
