@@ -299,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     protect.add_argument("input", metavar="IN", help="input image or folder")
     protect.add_argument("-o", "--output", metavar="OUT", help="output image or folder (default: IN.protected.png)")
-    protect.add_argument("--method", default="facial", help="facial (default) or encoder")
+    protect.add_argument(
+        "--method",
+        default="facial",
+        help="facial (default), encoder (with --editor), or deformation (--segmenter NAME|PATH --variant uad|mask|feature)",
+    )
     protect.add_argument("--epsilon", type=float, default=8.0, help="L_inf budget in 0-255 units (default 8)")
     protect.add_argument("--steps", type=int, help="optimisation steps (default: from the preset)")
     protect.add_argument("--preset", default="standard", choices=["light", "standard", "strong"], help="default standard")

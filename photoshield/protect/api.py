@@ -77,6 +77,13 @@ def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_k
     return Objective(loss_fn=EncoderAttack(vae, **options).objective(images))
 
 
+@register_method("deformation")
+def _deformation(images: torch.Tensor, **options: Any) -> Objective:
+    from photoshield.protect.deformation import deformation_objective
+
+    return deformation_objective(images, **options)
+
+
 @dataclass
 class ProtectionResult:
     """The protected image (quantised to 8 bits, as it will be saved), its perturbation and a report."""

@@ -92,12 +92,18 @@ class PGDResult:
 
 
 def project(
-    delta: torch.Tensor, images: torch.Tensor, epsilon: float, norm: str, mask: torch.Tensor | None = None
+    delta: torch.Tensor,
+    images: torch.Tensor,
+    epsilon: float,
+    norm: str,
+    mask: torch.Tensor | None = None,
+    range_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Project ``delta`` onto the epsilon ball and keep ``images + delta`` inside [0, 1].
 
     Under L_inf a ``mask`` in [0, 1] scales the budget per pixel (epsilon * mask);
-    under L_2 the perturbation is kept where the mask is non-zero.
+    under L_2 the perturbation is kept where the mask is non-zero. ``range_bounds``,
+    ``(-images, 1 - images)`` computed once, saves two passes over the image per call.
     """
     if norm == "linf":
         if mask is None:
@@ -110,6 +116,8 @@ def project(
             delta = delta * (mask > 0)
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         delta = delta * (epsilon / norms).clamp(max=1.0)
+    if range_bounds is not None:
+        return torch.clamp(delta, *range_bounds)
     return (images + delta).clamp(0.0, 1.0) - images
 
 
@@ -200,7 +208,9 @@ def run_pgd(
         with torch.no_grad():
             loss_before = _check_loss(loss_fn(images), batch).detach().float()
     best_loss = torch.full((batch,), float("inf"), device=images.device)
-    best_delta = torch.zeros_like(images)
+    best = {"delta": torch.zeros_like(images)}
+    # [0, 1] range as bounds on delta, computed once (the projection runs every step).
+    range_bounds = (-images, 1.0 - images)
     active = torch.ones(batch, dtype=torch.bool, device=images.device)
     history: list[float] = []
     started = time.perf_counter()
@@ -208,9 +218,14 @@ def run_pgd(
     steps_run = 0
 
     def keep_best(loss: torch.Tensor, candidate: torch.Tensor) -> None:
+        # ``candidate`` is never modified afterwards (each step makes a new delta, or Adam's
+        # in-place path passes a clone), so the common all-improved case keeps a reference.
         improved = loss < best_loss
         best_loss.copy_(torch.where(improved, loss, best_loss))
-        best_delta.copy_(torch.where(improved.view(-1, 1, 1, 1), candidate, best_delta))
+        if bool(improved.all()):
+            best["delta"] = candidate
+        elif bool(improved.any()):
+            best["delta"] = torch.where(improved.view(-1, 1, 1, 1), candidate, best["delta"])
 
     progress = tqdm(total=config.steps, desc=config.description, disable=not config.progress, leave=False)
     try:
@@ -223,7 +238,7 @@ def run_pgd(
                 if loss_before is None:
                     loss_before = loss.clone()
                 history.append(loss.mean().item())
-                keep_best(loss, delta.detach())
+                keep_best(loss, delta.detach() if adam is None else delta.detach().clone())
                 steps_run = step + 1
                 gate = None  # per-image 0/1 factor once some images have reached the target loss
                 if config.target_loss is not None:
@@ -263,8 +278,11 @@ def run_pgd(
                     update = update * (before / after).view(-1, 1, 1, 1)
                 if mask is not None and config.norm == "l2":
                     update = update * mask
-                new_delta = delta + (update if gate is None else update * gate)
-                delta.copy_(project(new_delta, images, config.epsilon, config.norm, mask))
+                new_delta = project(delta + (update if gate is None else update * gate), images, config.epsilon, config.norm, mask, range_bounds)
+                if adam is not None:
+                    delta.copy_(new_delta)  # Adam holds this tensor
+                else:
+                    delta = new_delta.requires_grad_(True)
             progress.update(1)
             progress.set_postfix(loss=f"{history[-1]:.4f}")
     except KeyboardInterrupt:
@@ -277,7 +295,7 @@ def run_pgd(
             keep_best(_check_loss(loss_fn(images + delta), batch).float(), delta.detach())
     if loss_before is None:
         loss_before = best_loss.clone()
-    best_delta = best_delta.detach()
+    best_delta = best["delta"].detach()
     return PGDResult(
         delta=best_delta,
         adversarial=(images + best_delta).clamp(0, 1),

@@ -1,0 +1,411 @@
+"""Deformation-target protection against promptable segmentation (UAD-style), with two baselines.
+
+Unsegment Anything by Simulating Deformation (UAD, CVPR 2024) makes a photo hard to cut
+out whatever prompt is used, by attacking only the image encoder:
+
+1. **Simulate a deformation.** A thin-plate-spline warp on a coarse control grid (6 x 6)
+   is optimised with Adam to change the photo as much as possible (mean absolute pixel
+   change) under a bending penalty, with every control-point displacement clamped to a
+   fraction of the image side. Several candidate warps run in parallel (4); the one whose
+   encoder features are farthest (lowest cosine) from the clean photo's is the target.
+2. **Pull the encoder toward it.** The engine (:func:`photoshield.protect.optim.run_pgd`)
+   minimises ``mean_l cos(f_l(x_adv), f_l(clean)) - cos(f_l(x_adv), f_l(warped))`` over
+   chosen encoder blocks ``l``: the decoder then sees the structure of a deformed photo,
+   so every prompt gets a mask of the wrong shape.
+
+Units: displacements are fractions of the image side times 1024, so ``deform_lr=10``
+moves a control point by about 1 % of the side per Adam step, as UAD's lr 10 does on its
+1024 px canvas. The warp runs at the segmenter's working size (the longest side at the
+model's input size) because the target only feeds the encoder, which resizes anyway; the
+perturbation itself is optimised at the photo's full size, through the adapter's
+differentiable resize and padding.
+
+Alternation: UAD runs 4 proxy PGD steps after every deformation epoch, but its warped
+features are detached, so those steps never change the deformation; only the last
+epoch's 40 steps matter. Here ``proxy_steps > 0`` spends proxy steps once, after the
+deformation, on every candidate: each candidate is attacked for ``proxy_steps`` steps and
+the one the budget pulls closest (lowest attack loss) becomes the target; with
+``proxy_steps=0`` (default, cheaper) the farthest candidate is chosen. The final steps
+are the engine's ``steps``. Momentum and input diversity come from the engine
+(``protect(..., momentum=1.0, input_diversity=0.5)``).
+
+Encoder blocks (``layers``): UAD uses SAM ViT-B blocks 4-7 of 12, the middle third. On
+LiteMedSAM's TinyViT (0-1 MBConv @ 256 px, 2-3 attention @ 128, 4-9 attention @ 64,
+10-11 attention @ 64, 320 ch) the default is blocks 4-7, the first four of the 64 x 64
+stage: the same token grid and relative depth as ViT-B's 4-7, and the encoder stops there
+(cheaper steps). Other encoders get their middle third.
+
+Baselines (``variant=``):
+
+* ``"mask"`` — Attack-SAM: push the mask logits of box prompts (and point prompts where
+  the model takes them) drawn from the clean photo's own masks below ``-margin``
+  (squared hinge, as Attack-SAM's MSE toward ``min(logits, -10)``). It knows the prompts.
+* ``"feature"`` — untargeted feature attack: minimise ``cos(f(x_adv), f(clean))``.
+
+Use: ``protect(photo, method="deformation", segmenter="sam-litemedsam" | PATH, variant="uad")``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from photoshield.errors import PhotoshieldError
+from photoshield.image import check_image, resize_to
+from photoshield.models.sam import LiteMedSAM, Segmenter
+from photoshield.protect.objective import Objective
+from photoshield.protect.optim import PGDConfig, run_pgd
+
+__all__ = [
+    "VARIANTS",
+    "Deformation",
+    "DeformationAttack",
+    "bending_energy",
+    "control_grid",
+    "default_layers",
+    "simulate_deformation",
+    "tps_warp",
+]
+
+VARIANTS = ("uad", "mask", "feature")
+UNITS = 1024.0  # displacement unit: 1/1024 of the image side (UAD's pixels on its 1024 px canvas)
+
+
+# -- thin-plate-spline deformation -------------------------------------------------------------------
+def control_grid(grid: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """A ``grid`` x ``grid`` lattice of control points (grid*grid, 2) as (x, y) in the normalised [-1, 1] frame."""
+    if grid < 2:
+        raise ValueError(f"the control grid needs at least 2 x 2 points, got {grid}")
+    axis = torch.linspace(-1.0, 1.0, grid, device=device)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+
+
+def tps_warp(images: torch.Tensor, displacement: torch.Tensor, grid: int) -> torch.Tensor:
+    """Warp (N, 3, H, W) images so the content at each control point moves by ``displacement``.
+
+    ``displacement`` is (N, grid*grid, 2) in fractions of the image width / height
+    (x, y). Differentiable in both the images and the displacement (kornia TPS).
+    """
+    from kornia.geometry.transform import get_tps_transform, warp_image_tps
+
+    source = control_grid(grid, images.device).expand(images.shape[0], -1, -1)
+    target = source + 2.0 * displacement.to(images)
+    # warp_image_tps maps output pixels back to input pixels: the transform goes target -> source.
+    kernel, affine = get_tps_transform(target, source)
+    return warp_image_tps(images, source, kernel, affine, align_corners=False, padding_mode="border")
+
+
+def bending_energy(displacement: torch.Tensor, grid: int) -> torch.Tensor:
+    """Discrete bending of a control-grid displacement (..., grid*grid, 2): mean squared second differences.
+
+    Displacements are measured in grid cells, so the value does not depend on the image
+    size; an affine warp (translation, rotation, scale, shear) has zero bending.
+    """
+    d = displacement.reshape(*displacement.shape[:-2], grid, grid, 2) * (grid - 1)
+    dxx = d[..., :, 2:, :] - 2 * d[..., :, 1:-1, :] + d[..., :, :-2, :]
+    dyy = d[..., 2:, :, :] - 2 * d[..., 1:-1, :, :] + d[..., :-2, :, :]
+    dxy = d[..., 1:, 1:, :] - d[..., 1:, :-1, :] - d[..., :-1, 1:, :] + d[..., :-1, :-1, :]
+    terms = [t.pow(2).flatten(-3).mean(-1) for t in (dxx, dyy) if t.numel()] + [2 * dxy.pow(2).flatten(-3).mean(-1)]
+    return sum(terms)
+
+
+@dataclass
+class Deformation:
+    """Candidate deformations of a batch: warped images, displacements and how the optimisation went."""
+
+    warped: torch.Tensor  # (B, K, 3, h, w) at the working size
+    displacement: torch.Tensor  # (B, K, grid*grid, 2), fractions of the image side
+    change: torch.Tensor  # (B, K) mean absolute pixel change
+    bending: torch.Tensor  # (B, K) bending_energy of the displacement
+    history: list[float] = field(default_factory=list)  # mean deformation loss per epoch
+    grid: int = 6
+
+
+def _shrink(images: torch.Tensor, side: int | None) -> torch.Tensor:
+    """Resize so the longest side is at most ``side`` (None: unchanged)."""
+    if side is None or max(images.shape[-2:]) <= side:
+        return images
+    scale = side / max(images.shape[-2:])
+    return resize_to(images, (max(1, round(images.shape[-2] * scale)), max(1, round(images.shape[-1] * scale))))
+
+
+def simulate_deformation(
+    images: torch.Tensor,
+    grid: int = 6,
+    candidates: int = 4,
+    epochs: int = 40,
+    lr: float = 10.0,
+    smoothness: float = 0.05,
+    max_displacement: float = 0.1,
+    init_scale: float = 0.1,
+    max_side: int | None = None,
+    optimise_side: int | None = 128,
+    seed: int = 0,
+) -> Deformation:
+    """Optimise ``candidates`` TPS warps per image to maximise pixel change minus ``smoothness`` x bending.
+
+    ``max_displacement`` (fraction of the image side) clamps every control point after
+    each Adam step; ``init_scale`` (fraction of a grid cell) sets the random start;
+    ``max_side`` shrinks the images first (the target only feeds an encoder) and
+    ``optimise_side`` shrinks them further while the warps are optimised (the warp is
+    defined in relative coordinates, so the displacements carry over to ``max_side``).
+    """
+    check_image(images, "images")
+    if candidates < 1 or epochs < 0:
+        raise ValueError("candidates must be >= 1 and epochs >= 0")
+    if not 0 < max_displacement <= 0.5:
+        raise ValueError(f"max_displacement is a fraction of the image side in (0, 0.5], got {max_displacement}")
+    images = _shrink(images.detach(), max_side)
+    small = _shrink(images, optimise_side)
+    batch = images.shape[0]
+    repeated = small.repeat_interleave(candidates, dim=0)
+    generator = torch.Generator().manual_seed(seed)
+    bound = max_displacement * UNITS
+    start = torch.randn(batch * candidates, grid * grid, 2, generator=generator) * init_scale * UNITS / (grid - 1)
+    theta = start.clamp(-bound, bound).to(images.device).requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=lr)
+    history: list[float] = []
+
+    def losses(theta: torch.Tensor, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        displacement = theta / UNITS
+        warped = tps_warp(source, displacement, grid)
+        change = (warped - source).abs().flatten(1).mean(1)
+        bending = bending_energy(displacement, grid)
+        return -change + smoothness * bending, warped, change, bending
+
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss, _, _, _ = losses(theta, repeated)
+        loss.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            theta.clamp_(-bound, bound)
+        history.append(loss.detach().mean().item())
+    with torch.no_grad():
+        loss, warped, change, bending = losses(theta, images.repeat_interleave(candidates, dim=0))
+    shape = (batch, candidates)
+    return Deformation(
+        warped=warped.clamp(0, 1).reshape(*shape, *warped.shape[1:]),
+        displacement=(theta.detach() / UNITS).reshape(*shape, grid * grid, 2),
+        change=change.reshape(shape),
+        bending=bending.reshape(shape),
+        history=history,
+        grid=grid,
+    )
+
+
+# -- the attack ------------------------------------------------------------------------------------------
+def default_layers(segmenter: Segmenter) -> list[int]:
+    """Encoder blocks UAD-style attacks read: LiteMedSAM 4-7; otherwise the middle third of the blocks."""
+    if isinstance(segmenter, LiteMedSAM):
+        return [4, 5, 6, 7]
+    count = segmenter.num_blocks
+    start, width = count // 3, max(1, count // 3)
+    return list(range(start, min(count, start + width)))
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of whole feature maps per image: (B, ...) x (B, ...) -> (B,)."""
+    return F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1, eps=1e-8)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_segmenter(name: str, device: str) -> Segmenter:
+    from photoshield.models.sam import load_segmenter
+
+    return load_segmenter(name, device=device)
+
+
+def resolve_segmenter(segmenter: Segmenter | str | os.PathLike, device: torch.device | str | None = None) -> Segmenter:
+    """A :class:`Segmenter` from an instance, a registry name, a LiteMedSAM file, or a SamModel folder / hub id."""
+    if isinstance(segmenter, Segmenter):
+        return segmenter
+    if isinstance(segmenter, (str, os.PathLike)):
+        return _cached_segmenter(os.fspath(segmenter), str(torch.device(device) if device is not None else "cpu"))
+    raise PhotoshieldError(f"segmenter must be a Segmenter, a registry name or a path, got {type(segmenter).__name__}")
+
+
+class DeformationAttack:
+    """UAD (``variant="uad"``) or a baseline (``"mask"``, ``"feature"``) against one segmenter, configured once.
+
+    ``objective(images)`` returns the :class:`Objective` the shared engine minimises; all
+    settings are keyword arguments, documented in the module docstring.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        variant: str = "uad",
+        layers: Sequence[int] | None = None,
+        grid: int = 6,
+        candidates: int = 4,
+        deform_epochs: int = 40,
+        deform_lr: float = 10.0,
+        smoothness: float = 0.05,
+        max_displacement: float = 0.1,
+        proxy_steps: int = 0,
+        proxy_epsilon: float = 8 / 255,
+        margin: float = 10.0,
+        max_masks: int = 6,
+        measure: bool = True,
+        seed: int = 0,
+    ):
+        if variant not in VARIANTS:
+            raise PhotoshieldError(f"unknown deformation variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        self.segmenter = segmenter
+        self.variant = variant
+        self.layers = list(layers) if layers is not None else default_layers(segmenter)
+        if not self.layers:
+            raise PhotoshieldError("layers must name at least one encoder block")
+        self.grid, self.candidates, self.deform_epochs = grid, candidates, deform_epochs
+        self.deform_lr, self.smoothness, self.max_displacement = deform_lr, smoothness, max_displacement
+        self.proxy_steps, self.proxy_epsilon, self.margin = proxy_steps, proxy_epsilon, margin
+        self.max_masks, self.measure, self.seed = max_masks, measure, seed
+        self.deformation: Deformation | None = None  # the last simulated deformation, for inspection
+
+    # -- features ---------------------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of the chosen encoder blocks (the encoder stops after the last one), differentiable."""
+        encoded = self.segmenter.encode(images, layers=self.layers, embedding=False)
+        return [encoded.layers[index] for index in self.layers]
+
+    def feature_loss(self, adversarial: list[torch.Tensor], clean: list[torch.Tensor], target: list[torch.Tensor] | None) -> torch.Tensor:
+        """Per image: mean over blocks of cos(adv, clean) - cos(adv, target) (target None: cos(adv, clean))."""
+        total = 0.0
+        for index, feature in enumerate(adversarial):
+            term = _cosine(feature, clean[index])
+            if target is not None:
+                term = term - _cosine(feature, target[index])
+            total = total + term
+        return total / len(adversarial)
+
+    def choose_target(self, images: torch.Tensor, clean: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """Simulate the candidate deformations and return the chosen one's features per image."""
+        batch, count = images.shape[0], self.candidates
+        deformation = simulate_deformation(
+            images, self.grid, count, self.deform_epochs, self.deform_lr, self.smoothness, self.max_displacement,
+            max_side=self.segmenter.image_size, seed=self.seed,
+        )
+        self.deformation = deformation
+        warped = deformation.warped.flatten(0, 1)
+        with torch.no_grad():
+            candidate_features = self.features(warped)
+        clean_rep = [c.repeat_interleave(count, dim=0) for c in clean]
+        distance = self.feature_loss(candidate_features, clean_rep, None).reshape(batch, count)  # cosine to clean
+        score = distance
+        if self.proxy_steps > 0:
+            repeated = images.repeat_interleave(count, dim=0)
+
+            def proxy_loss(x: torch.Tensor) -> torch.Tensor:
+                return self.feature_loss(self.features(x), clean_rep, candidate_features)
+
+            config = PGDConfig(epsilon=self.proxy_epsilon, steps=self.proxy_steps, step_size=self.proxy_epsilon / 4, progress=False, seed=self.seed)
+            score = run_pgd(proxy_loss, repeated, config).loss_after.reshape(batch, count)
+        pick = score.argmin(dim=1)
+        rows = torch.arange(batch, device=pick.device) * count + pick
+        target = [f[rows] for f in candidate_features]
+        info = {
+            "target_cosine_to_clean": [round(v, 4) for v in distance[torch.arange(batch), pick].tolist()],
+            "deformation_change": [round(v, 4) for v in deformation.change[torch.arange(batch), pick].tolist()],
+            "deformation_bending": [round(v, 4) for v in deformation.bending[torch.arange(batch), pick].tolist()],
+        }
+        return target, info
+
+    # -- the mask-logit baseline ------------------------------------------------------------------------
+    def _mask_prompts(self, images: torch.Tensor) -> list[Any]:
+        from photoshield.evaluate.segmentation import draw_prompts
+
+        return [draw_prompts(self.segmenter, images[i : i + 1], boxes_per_mask=1, points_per_mask=1, max_masks=self.max_masks, seed=self.seed) for i in range(images.shape[0])]
+
+    def mask_loss(self, images: torch.Tensor, prompts: list[Any]) -> torch.Tensor:
+        """Attack-SAM: per image, mean squared hinge of the prompted mask logits above ``-margin``."""
+        losses = []
+        for index, drawn in enumerate(prompts):
+            if len(drawn) == 0:
+                losses.append(images.new_zeros(()))
+                continue
+            features = self.segmenter.encode(images[index : index + 1])
+            parts = []
+            if len(drawn.boxes):
+                parts.append(self.segmenter.predict_from_features(features, boxes=drawn.boxes).flatten())
+            if drawn.points is not None:
+                labels = torch.ones(drawn.points.shape[:2])
+                parts.append(self.segmenter.predict_from_features(features, points=drawn.points, point_labels=labels).flatten())
+            losses.append(F.relu(torch.cat(parts) + self.margin).pow(2).mean())
+        return torch.stack(losses)
+
+    # -- the objective ----------------------------------------------------------------------------------
+    def objective(self, images: torch.Tensor) -> Objective:
+        """The loss the engine minimises for these clean images, with a measure of segmentation agreement."""
+        check_image(images, "images")
+        images = images.detach()
+        info: dict[str, Any] = {"variant": self.variant, "layers": list(self.layers), "segmenter": type(self.segmenter).__name__}
+        with torch.no_grad():
+            clean = [f.detach() for f in self.features(images)]
+        if self.variant == "uad":
+            target, details = self.choose_target(images, clean)
+            info.update(details)
+
+            def loss_fn(x: torch.Tensor) -> torch.Tensor:
+                return self.feature_loss(self.features(x), clean, target)
+
+        elif self.variant == "feature":
+
+            def loss_fn(x: torch.Tensor) -> torch.Tensor:
+                return self.feature_loss(self.features(x), clean, None)
+
+        else:
+            prompts = self._mask_prompts(images)
+            info["mask_prompts"] = [len(p) for p in prompts]
+
+            def loss_fn(x: torch.Tensor) -> torch.Tensor:
+                return self.mask_loss(x, prompts)
+
+        measure = self._measure(images, clean) if self.measure else None
+        return Objective(loss_fn=loss_fn, measure=measure, info=info)
+
+    def _measure(self, images: torch.Tensor, clean: list[torch.Tensor]):
+        """A report measure: feature cosine to the clean photo and box-prompt mIoU / ASR@50 against it."""
+        from photoshield.evaluate.segmentation import (
+            draw_prompts,
+            predict_prompts,
+            segmentation_agreement,
+        )
+
+        cache: dict[int, tuple[Any, Any]] = {}
+
+        def measure(x: torch.Tensor) -> dict[str, Any]:
+            with torch.no_grad():
+                cosine = self.feature_loss(self.features(x), clean, None)
+            figures: dict[str, Any] = {"feature_cosine": [round(v, 4) for v in cosine.tolist()], "miou": [], "asr50": []}
+            for i in range(x.shape[0]):
+                if i not in cache:
+                    prompts = draw_prompts(self.segmenter, images[i : i + 1], max_masks=self.max_masks, seed=self.seed)
+                    cache[i] = (prompts, predict_prompts(self.segmenter, images[i : i + 1], prompts))
+                prompts, reference = cache[i]
+                agreement = segmentation_agreement(self.segmenter, images[i : i + 1], x[i : i + 1], prompts, reference)
+                figures["miou"].append(round(agreement["miou"], 4))
+                figures["asr50"].append(round(agreement["asr50"], 4))
+            return figures
+
+        return measure
+
+
+def deformation_objective(
+    images: torch.Tensor,
+    segmenter: Segmenter | str | os.PathLike = "sam-litemedsam",
+    variant: str = "uad",
+    seed: int | None = None,
+    **options: Any,
+) -> Objective:
+    """``protect(..., method="deformation", segmenter=NAME|PATH|Segmenter, variant="uad"|"mask"|"feature")``."""
+    model = resolve_segmenter(segmenter, images.device)
+    seed = int(torch.initial_seed() % (2**31)) if seed is None else seed
+    return DeformationAttack(model, variant=variant, seed=seed, **options).objective(images)
