@@ -33,7 +33,7 @@ SAME_PERSON_DISTANCE = 0.6  # dlib's threshold on the Euclidean distance of two 
 __all__ = [
     "FaceEmbedder",
     "FaceLandmarks68",
-    "FaceDetector",
+    "FaceDetector",  # noqa: F822  (served lazily by __getattr__ from face_detect)
     "SAME_PERSON_DISTANCE",
     "align_faces",
     "dequantize",
