@@ -23,14 +23,9 @@ import torch.nn as nn
 from kornia.geometry.transform import warp_affine
 
 from photoshield.errors import PhotoshieldError
-from photoshield.models.face import similarity_transform
+from photoshield.models.face import ARCFACE_TEMPLATE, similarity_transform
 from photoshield.models.registry import Checkpoint, load_state_dict, register
 
-# ArcFace's 5-point template for a 112x112 chip: eye centres, nose tip, mouth corners (image-left first).
-ARCFACE_TEMPLATE = torch.tensor(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=torch.float64,
-)
 CHIP_SIZE = 112
 
 

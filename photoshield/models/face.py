@@ -23,7 +23,6 @@ from kornia.geometry.transform import pyrdown, warp_affine
 from torch import nn
 
 from photoshield.errors import PhotoshieldError
-from photoshield.models import face_judge  # noqa: F401  (registers the SFace/YuNet judge)
 from photoshield.models.registry import Checkpoint, load, load_state_dict, register
 
 FACE_API_SOURCE = "npm @vladmandic/face-api 1.7.15"
@@ -244,6 +243,14 @@ _DLIB_MEAN_Y = (
 DLIB_ALIGN_POINTS = tuple(i for i in range(27, 68) if not (55 <= i <= 59 or 65 <= i <= 67))
 
 
+# ArcFace's 5-point template for a 112x112 chip: eye centres, nose tip, mouth corners (image-left
+# first); used by ArcFace-style embedders and by OpenCV's alignCrop for SFace.
+ARCFACE_TEMPLATE = torch.tensor(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=torch.float64,
+)
+
+
 def _mean_face(index: int) -> tuple[float, float]:
     return _DLIB_MEAN_X[index - 17], _DLIB_MEAN_Y[index - 17]
 
@@ -373,7 +380,8 @@ def _image_index(images: torch.Tensor, count: int, image_index: Any) -> torch.Te
 _MODELS: dict[tuple[str, str], nn.Module] = {}
 
 
-def _default_model(name: str, device: torch.device) -> nn.Module:
+def cached_model(name: str, device: torch.device) -> nn.Module:
+    """A registry model loaded once per (name, device): repeated protections do not re-read weights."""
     key = (name, str(device))
     if key not in _MODELS:
         _MODELS[key] = load(name, device=device)
@@ -394,7 +402,7 @@ def landmarks68(
     which makes the result independent of the detector's box convention.
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32, device=images.device).reshape(-1, 4)
-    model = model or _default_model("face-landmarks", images.device)
+    model = model or cached_model("face-landmarks", images.device)
     index = _image_index(images, len(boxes), image_index)
     points = _landmarks_in_boxes(images, boxes, index, model)
     for _ in range(refine):
@@ -477,7 +485,7 @@ def embed_faces(
             boxes, image_index = _main_faces(images.detach()), None
         with torch.no_grad():
             landmarks = landmarks68(images.detach(), boxes, image_index, model=landmarker)
-    embedder = embedder or _default_model("face-embedder", images.device)
+    embedder = embedder or cached_model("face-embedder", images.device)
     return embedder(align_faces(images, landmarks, image_index=image_index))
 
 

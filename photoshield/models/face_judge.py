@@ -16,15 +16,10 @@ import torch
 from PIL import Image
 
 from photoshield.errors import PhotoshieldError
+from photoshield.models.face import ARCFACE_TEMPLATE, similarity_transform
 from photoshield.models.registry import Checkpoint, load, register
 
 SFACE_SAME_PERSON_COSINE = 0.363  # OpenCV's cosine threshold for SFace (L2 threshold 1.128 on unit vectors)
-
-# ArcFace 5-point template for a 112x112 crop (image-left eye first), as OpenCV's alignCrop uses.
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
-
 
 def _as_uint8_rgb(image: Any) -> np.ndarray:
     """HWC uint8 RGB array from a path, PIL image, HWC uint8 array or a (1, 3, H, W)/(3, H, W) tensor in [0, 1]."""
@@ -58,15 +53,9 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama) mapping source points onto target, as a 2x3 matrix."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    s, t = source - mu_s, target - mu_t
-    u, sigma, vh = np.linalg.svd(t.T @ s / len(source))
-    d = np.array([1.0, np.sign(np.linalg.det(u @ vh))])
-    rotation = u @ np.diag(d) @ vh
-    scale = (sigma * d).sum() / (s**2).sum(1).mean()
-    linear = scale * rotation
-    return np.hstack([linear, (mu_t - linear @ mu_s)[:, None]])
+    """Least-squares similarity mapping source points onto target, as a 2x3 matrix."""
+    source_t, target_t = (torch.from_numpy(np.asarray(points, np.float64))[None] for points in (source, target))
+    return similarity_transform(source_t, target_t)[0].numpy()
 
 
 def _warp(image: np.ndarray, image_to_crop: np.ndarray, size: int) -> np.ndarray:
@@ -157,7 +146,7 @@ class SFaceJudge:
             if len(found["scores"]) == 0:
                 raise PhotoshieldError("the SFace judge found no face in the image")
             landmarks = found["landmarks"][int(np.argmax(found["scores"]))]
-        crop = _warp(rgb, _similarity(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE), 112)
+        crop = _warp(rgb, _similarity(landmarks, ARCFACE_TEMPLATE.numpy()), 112)
         blob = crop[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # SFace takes BGR 0-255
         feature = self.recognizer.run(None, {self.recognizer.get_inputs()[0].name: blob})[0][0]
         return feature / max(float(np.linalg.norm(feature)), 1e-12)

@@ -18,8 +18,8 @@ from photoshield.protect.shaping import faceshield_shaper
 
 # Each preset: engine steps, signed-step size as a fraction of epsilon, shaping, and the
 # transformations sampled each step (EOT) for robustness. A quarter of epsilon per step
-# (FaceShield uses 1/255 at 12/255) reached the largest identity distances in a sweep
-# on the bundled photos; Madry's 2.5 * epsilon / steps left most of the budget unused.
+# (FaceShield uses 1/255 at 12/255) gave the largest identity distance in a small sweep on
+# one bundled photo; Madry's 2.5 * epsilon / steps left most of the budget unused.
 # Shaping is off: on the bundled faces it moved identity less at the same budget and the
 # same PSNR, also after JPEG q50 (benchmarks/bench_facial_protection.py); shaping=True turns it on.
 PRESETS: dict[str, dict[str, Any]] = {

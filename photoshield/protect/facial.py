@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from photoshield.models import face as face_models
-from photoshield.models import load
+from photoshield.models import default_device, load
 from photoshield.protect.objective import Objective
 
 DLIB_SAME_PERSON_DISTANCE = 0.6
@@ -49,7 +49,7 @@ class Faces:
 
 def default_ensemble(device: torch.device | str | None = None) -> list[IdentityModel]:
     """The bundled identity models: the dlib ResNet port (face-api weights)."""
-    embedder = load("face-embedder", device=device)
+    embedder = face_models.cached_model("face-embedder", torch.device(device or default_device()))
     return [IdentityModel("dlib-resnet", embedder, chip_size=150, padding=0.25)]
 
 
