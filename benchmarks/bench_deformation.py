@@ -4,11 +4,11 @@ For every photo (scenes, then faces; ``--limit N`` takes the first N of each kin
 are drawn on the clean photo (masks predicted from a grid of boxes; 3 boxes per mask, the
 tight box plus two jittered ones; LiteMedSAM takes no point prompts). Each protection
 (``uad``, ``mask`` = Attack-SAM logits, ``feature`` = untargeted feature cosine) runs at
-epsilon 8/255 through ``protect(method="deformation")``; the masks predicted on the
+epsilon 8/255 (preset ``standard``: differentiable-JPEG q75 expectation) through ``protect(method="deformation")``; the masks predicted on the
 protected photo, and on its JPEG q75 copy, are compared with the clean masks: mIoU and
 ASR@50 (share of prompts with IoU < 0.5). Prints a markdown table. Usage::
 
-    python benchmarks/bench_deformation.py [--limit 2] [--steps 40] [--epsilon 8] [--segmenter sam-litemedsam]
+    python benchmarks/bench_deformation.py [--limit 2] [--steps 40] [--epsilon 8] [--preset standard] [--segmenter sam-litemedsam]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--deform-epochs", type=int, default=40)
     parser.add_argument("--segmenter", default="sam-litemedsam")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--preset", default="standard", help="protect() preset; standard adds differentiable-JPEG q75 EOT")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     segmenter = resolve_segmenter(args.segmenter, "cpu")
@@ -62,7 +63,7 @@ def main() -> None:
         for variant in VARIANTS:
             started = time.perf_counter()
             result = protect(photo, method="deformation", segmenter=segmenter, variant=variant, epsilon=args.epsilon / 255,
-                             steps=args.steps, preset="light", shaping=False, deform_epochs=args.deform_epochs,
+                             steps=args.steps, preset=args.preset, deform_epochs=args.deform_epochs,
                              measure=False, progress=False)
             seconds = time.perf_counter() - started
             plain = segmentation_agreement(segmenter, photo, result.image, prompts, reference)
@@ -73,7 +74,8 @@ def main() -> None:
             print(f"  {variant}: mIoU {plain['miou']:.3f} ASR {plain['asr50']:.2f} | JPEG75 mIoU {lossy['miou']:.3f} "
                   f"ASR {lossy['asr50']:.2f} | {float(psnr(photo, result.image)):.1f} dB, {seconds:.0f} s", flush=True)
 
-    print(f"\nLiteMedSAM ({args.segmenter}), {len(names)} photos, epsilon {args.epsilon:g}/255, {args.steps} steps, box prompts\n")
+    print(f"\nLiteMedSAM ({args.segmenter}), {len(names)} photos, epsilon {args.epsilon:g}/255, {args.steps} steps, "
+          f"preset {args.preset}, box prompts\n")
     print("| protection | mIoU % | ASR@50 % | mIoU % after JPEG 75 | ASR@50 % after JPEG 75 | PSNR dB | s / photo |")
     print("|---|---|---|---|---|---|---|")
     for variant in ("clean",) + VARIANTS:
