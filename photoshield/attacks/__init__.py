@@ -13,9 +13,10 @@ Each attack has one ``strength`` knob s in [0, 1] mapped onto a documented range
 
 from __future__ import annotations
 
-from . import codecs, distortions  # noqa: F401  (register the built-in attacks)
+from . import codecs, deepfake, distortions, regeneration  # noqa: F401  (register the built-in attacks)
 from .base import Attack, AttackError, Compose, attack_class, get, names, parse, register
 from .codecs import AVIF, JPEG, JPEGXL, DiffJPEG, WebP
+from .deepfake import FaceInpaint, FaceSwap, InstructEdit
 from .distortions import (
     Blur,
     Brightness,
@@ -32,6 +33,7 @@ from .distortions import (
     Saturation,
     Sharpness,
 )
+from .regeneration import Rinse, SDEdit, VAERoundTrip
 from .presets import WAVES_STRENGTHS, grid, grid_names, register_grid
 
 __all__ = [
@@ -43,19 +45,25 @@ __all__ = [
     "Compose",
     "Contrast",
     "Crop",
+    "FaceInpaint",
+    "FaceSwap",
     "DiffJPEG",
     "HorizontalFlip",
     "Hue",
     "Identity",
+    "InstructEdit",
     "JPEG",
     "JPEGXL",
     "MedianBlur",
     "Noise",
     "Perspective",
     "Resize",
+    "Rinse",
     "Rotation",
+    "SDEdit",
     "Saturation",
     "Sharpness",
+    "VAERoundTrip",
     "WAVES_STRENGTHS",
     "WebP",
     "attack_class",
