@@ -78,6 +78,7 @@ class AttentionCapture:
     step: int = -1
     timestep: float | None = None
     latent_size: tuple[int, int] | None = None
+    replaying: bool = False
     _seen: set = field(default_factory=set)
 
     @property
@@ -120,7 +121,15 @@ class AttentionCapture:
         self._seen = set()
 
     def record(self, block: str, probs: torch.Tensor) -> None:
-        """Store one (B, heads, Q, K) map; stop the forward once every block has been seen if asked to."""
+        """Store one (B, heads, Q, K) map; stop the forward once every block has been seen if asked to.
+
+        While ``replaying`` (gradient checkpointing recomputes a block during backward) the same
+        ops run, so the recomputed graph matches the recorded one, but nothing is stored or stopped.
+        """
+        if self.replaying:
+            if self.reduce is not None:
+                self.reduce(probs, self.layout)
+            return
         grid = _grid_of(self.latent_size, probs.shape[-2]) if self.layout is None else None
         value = self.reduce(probs, self.layout) if self.reduce is not None else probs
         if self.detach:

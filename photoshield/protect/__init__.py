@@ -1,6 +1,6 @@
 """Adversarial protections: make AI misuse of a photo fail.
 
-``protect(image, method="facial" | "encoder" | "deformation", epsilon=8/255, preset="standard")`` is the
+``protect(image, method="facial" | "encoder" | "attention" | "deformation", epsilon=8/255, preset="standard")`` is the
 one call; the engine (:mod:`.optim`), shaping (:mod:`.shaping`) and each method's
 objective live in their own modules.
 """

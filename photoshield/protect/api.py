@@ -77,6 +77,13 @@ def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_k
     return Objective(loss_fn=EncoderAttack(vae, **options).objective(images))
 
 
+@register_method("attention")
+def _attention(images: torch.Tensor, **options: Any) -> Objective:
+    from photoshield.protect.attention import attention_objective
+
+    return attention_objective(images, **options)
+
+
 @register_method("deformation")
 def _deformation(images: torch.Tensor, **options: Any) -> Objective:
     from photoshield.protect.deformation import deformation_objective
