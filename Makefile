@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev,judges]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,judges,baselines]"
 	touch $(STAMP)
 
 setup: $(STAMP)

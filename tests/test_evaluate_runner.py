@@ -1,0 +1,141 @@
+"""The robustness runner: documented columns, resume without recomputing, one process = two processes."""
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photoshield.errors import PhotoshieldError
+from photoshield.evaluate.runner import BASE_COLUMNS, EvalConfig, binomial_p_value, judge_columns, parse_method, run
+
+REPO = Path(__file__).resolve().parent.parent
+GRID = {
+    "inputs": ["obama", "biden"],
+    "methods": ["clean", "facial:eps=8,steps=2,preset=light", "dwtDctSvd"],
+    "attacks": ["jpeg:quality=50"],
+    "judges": ["dlib-port", "sface"],
+    "max_side": 320,
+    "seed": 3,
+    "progress": False,
+}
+CLI_GRID = [
+    "evaluate", "--inputs", "obama", "biden", "--methods", "clean", "facial:eps=8,steps=2,preset=light", "dwtDctSvd",
+    "--attacks", "jpeg:quality=50", "--judges", "dlib-port", "sface", "--max-side", "320", "--seed", "3", "--quiet",
+]
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "results.csv", newline="", encoding="utf-8") as source:
+        return list(csv.DictReader(source))
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    import torch
+
+    folder = tmp_path_factory.mktemp("eval") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the launched processes (OMP_NUM_THREADS=1): float32 sums depend on the thread count
+    try:
+        summary = run(EvalConfig.from_dict({**GRID, "output": str(folder)}))
+    finally:
+        torch.set_num_threads(threads)
+    return folder, summary
+
+
+def test_report_files_have_the_documented_columns_and_real_measurements(one_process):
+    folder, summary = one_process
+    assert (summary.rows, summary.computed, summary.skipped) == (12, 12, 0)
+    for name in ("results.csv", "results.json", "report.html", "robustness_watermark.png", "robustness_protection.png", "quality_robustness.png"):
+        assert (folder / name).stat().st_size > 0, name
+    with open(folder / "results.csv", encoding="utf-8") as source:
+        header = source.readline().strip().split(",")
+    assert header == BASE_COLUMNS + judge_columns(["dlib-port", "sface"])
+    rows = {(r["image"], r["method"], r["attack"]): r for r in _rows(folder)}
+    assert len(rows) == 12
+    clean = rows["obama", "clean", "identity"]
+    assert float(clean["identity_dlib_port"]) == 0.0 and clean["identity_dlib_port_same"] == "true"
+    protected = rows["obama", "facial:epsilon=8,preset=light,steps=2", "identity"]
+    assert float(protected["identity_dlib_port"]) > 0.2  # two PGD steps already move the identity
+    assert 40 < float(protected["psnr"]) < 60 and protected["status"] == "protected"
+    marked = rows["obama", "dwtDctSvd", "identity"]
+    assert float(marked["bit_accuracy"]) == 1.0 and marked["detected"] == "true"
+    assert math.isclose(float(marked["p_value"]), 2.0**-32, rel_tol=1e-4)
+    jpeg = rows["obama", "dwtDctSvd", "jpeg:quality=50"]
+    assert float(jpeg["strength"]) == 0.5 and jpeg["family"] == "jpeg" and float(jpeg["attack_psnr"]) < 40
+    document = json.loads((folder / "results.json").read_text())
+    assert [entry["method"] for entry in document["summary"]] == ["clean", "facial:epsilon=8,preset=light,steps=2", "dwtDctSvd"]
+    assert "<table>" in (folder / "report.html").read_text() and "data:image/png;base64," in (folder / "report.html").read_text()
+
+
+@pytest.fixture
+def one_thread():
+    """Recomputed rows must match the reference rows, which were computed on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_second_run_resumes_and_recomputes_only_missing_rows(one_process, tmp_path, one_thread):
+    folder, _ = one_process
+    copy = tmp_path / "out"
+    shutil.copytree(folder, copy)
+    before = (copy / "results.csv").read_bytes()
+    journal = copy / "rows" / "rows-0.jsonl"
+    config = EvalConfig.from_dict({**GRID, "output": str(copy)})
+    again = run(config)
+    assert (again.computed, again.skipped) == (0, 12)
+    assert len(journal.read_text().splitlines()) == 12  # nothing appended
+    assert (copy / "results.csv").read_bytes() == before
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])  # an interrupted run: 5 rows and a cut line
+    resumed = run(config)
+    assert resumed.computed == 7
+    assert (copy / "results.csv").read_bytes() == before  # same seeds per row: the same numbers
+    with pytest.raises(PhotoshieldError, match="other settings"):
+        run(EvalConfig.from_dict({**GRID, "output": str(copy), "seed": 4}))
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_report_as_one(one_process, tmp_path):
+    folder, _ = one_process
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "photoshield.cli"]
+    done = subprocess.run(launcher + CLI_GRID + ["-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 rows (12 computed, 0 already done)" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "two" / "rows").glob("rows-*.jsonl")) == ["rows-0.jsonl", "rows-1.jsonl"]
+    assert (tmp_path / "two" / "results.csv").read_bytes() == (folder / "results.csv").read_bytes()
+
+
+def test_config_schema_and_errors(tmp_path):
+    (tmp_path / "c.yaml").write_text("inputs: faces\nmethods: [clean, {name: facial, epsilon: 4, preset: light}]\noutput: results\n")
+    config = EvalConfig.from_yaml(tmp_path / "c.yaml")
+    assert config.inputs == ["faces"] and Path(config.output) == tmp_path / "results"  # relative to the config file
+    assert parse_method(config.methods[1]).describe() == "facial:epsilon=4,preset=light"
+    assert parse_method("rivagan").kind == "baseline" and parse_method("clean").kind == "clean"
+    with pytest.raises(PhotoshieldError, match="unknown key"):
+        EvalConfig.from_dict({"method": ["clean"]})
+    with pytest.raises(PhotoshieldError, match="unknown method"):
+        parse_method("glaze")
+    with pytest.raises(PhotoshieldError, match="face judge"):
+        EvalConfig.from_dict({"judges": ["arcface"]})
+    with pytest.raises(PhotoshieldError, match="config file not found"):
+        EvalConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_binomial_p_value():
+    assert binomial_p_value(32, 32) == 2.0**-32
+    assert binomial_p_value(0, 32) == 1.0
+    assert math.isclose(binomial_p_value(16, 32), 0.5700, abs_tol=1e-4)
+    assert binomial_p_value(28, 32) < 1e-4 < binomial_p_value(24, 32)
