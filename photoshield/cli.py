@@ -1,4 +1,4 @@
-"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``protect``, ``demo``.
+"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``protect``, ``evaluate``, ``watermark``, ``demo``.
 
 Every error photoshield raises on purpose prints one line and exits non-zero;
 tracebacks are kept for real bugs (set PHOTOSHIELD_DEBUG=1 to see them always).
@@ -214,6 +214,59 @@ def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run a robustness evaluation from a YAML config and/or flags; print where the report went."""
+    from photoshield.evaluate.runner import EvalConfig, run
+
+    config = EvalConfig.from_yaml(args.config) if args.config else EvalConfig()
+    overrides = {
+        "inputs": args.inputs, "methods": args.methods, "attacks": args.attacks, "output": args.output,
+        "seed": args.seed, "max_inputs": args.max_inputs, "max_side": args.max_side, "judges": args.judges,
+        "segmenter": args.segmenter, "device": args.device,
+    }
+    values = {**vars(config), **{key: value for key, value in overrides.items() if value is not None}}
+    if args.quiet:
+        values["progress"] = False
+    if args.editing:
+        values["editing"] = True
+    config = EvalConfig.from_dict(values)
+    summary = run(config)
+    if summary.files:  # the main process reports
+        print(f"{summary.rows} rows ({summary.computed} computed, {summary.skipped} already done) in {summary.output}")
+        for name, path in summary.files.items():
+            print(f"  {name:26s} {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- watermark
+
+EXIT_NOT_DETECTED = 1
+
+
+def cmd_watermark(args: argparse.Namespace) -> int:
+    """``watermark embed IN -o OUT --message TEXT`` / ``watermark verify IN``: exit 0 detected, 1 not."""
+    from photoshield.io import read_photo, write_image
+    from photoshield.watermark import embed, load, verify
+
+    model = load(args.model) if args.model else None
+    if args.watermark_command == "embed":
+        photo = read_photo(args.input)
+        marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed)
+        target = write_image(marked, args.output, quality=args.quality, metadata=photo)
+        print(f"{args.input} -> {target}")
+        return 0
+    result = verify(args.input, message=args.message, key=args.key, fpr=args.fpr, model=model)
+    accuracy = "n/a" if result.bit_accuracy is None else f"{100 * result.bit_accuracy:.2f} %"
+    print(f"message:      {result.message!r}" if result.message is not None else "message:      (none decoded)")
+    print(f"bit accuracy: {accuracy} of {result.n_bits} bits" + ("" if args.message else " (vs the nearest valid codeword)"))
+    print(f"p-value:      {result.p_value:.3g}")
+    print(f"decision:     {'DETECTED' if result.detected else 'not detected'} at false-positive rate {args.fpr:g}")
+    return 0 if result.detected else EXIT_NOT_DETECTED
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -302,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument(
         "--method",
         default="facial",
-        help="facial (default), encoder (with --editor), or deformation (--segmenter NAME|PATH --variant uad|mask|feature)",
+        help="facial (default), encoder (with --editor), attention (with --editor PATH --editor-kind KIND), "
+        "or deformation (--segmenter NAME|PATH --variant uad|mask|feature)",
     )
     protect.add_argument("--epsilon", type=float, default=8.0, help="L_inf budget in 0-255 units (default 8)")
     protect.add_argument("--steps", type=int, help="optimisation steps (default: from the preset)")
@@ -312,6 +366,47 @@ def build_parser() -> argparse.ArgumentParser:
     protect.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     protect.add_argument("--format", help="output format extension (default png)")
     protect.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="robustness evaluation: inputs x methods x attacks -> CSV, JSON and an HTML report",
+        description="Measure protections and watermarks under attacks. Give a YAML config (--config) and/or "
+        "flags; flags override the config. Resumes rows already in OUT. Data-parallel under "
+        "`accelerate launch -m photoshield.cli evaluate ...`.",
+    )
+    evaluate.add_argument("--config", metavar="C.yaml", help="YAML config (schema in the README)")
+    evaluate.add_argument("--inputs", nargs="+", help="faces, scenes, samples, sample names, folders or files")
+    evaluate.add_argument("--methods", nargs="+", help="e.g. clean facial:eps=8,preset=light dwtDctSvd rivaGan")
+    evaluate.add_argument("--attacks", nargs="+", help="grid names (quick, standard, waves) or specs (jpeg:quality=50)")
+    evaluate.add_argument("-o", "--output", metavar="OUT", help="output folder (default photoshield-eval)")
+    evaluate.add_argument("--seed", type=int, help="seed (default 0)")
+    evaluate.add_argument("--max-inputs", type=int, help="use only the first N inputs")
+    evaluate.add_argument("--max-side", type=int, help="resize inputs to this long side first (faster)")
+    evaluate.add_argument("--judges", nargs="*", help="face judges: dlib-port sface dlib (default dlib-port sface)")
+    evaluate.add_argument("--segmenter", help="segmentation IoU with this segmenter (e.g. sam-litemedsam)")
+    evaluate.add_argument("--editing", action="store_true", help="also measure how broken an edit is")
+    evaluate.add_argument("--device", help="device (default: one per process, CUDA if present)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    watermark = commands.add_parser("watermark", help="embed or verify an invisible ownership watermark")
+    watermark_commands = watermark.add_subparsers(dest="watermark_command", metavar="SUBCOMMAND", required=True)
+    wm_embed = watermark_commands.add_parser("embed", help="mark a photo with a message")
+    wm_embed.add_argument("input", metavar="IN", help="photo to mark (never overwritten)")
+    wm_embed.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the marked photo")
+    wm_embed.add_argument("--message", required=True, help="text (up to 9 ASCII characters), e.g. an ID")
+    wm_embed.add_argument("--key", help="secret key (default: the public key, anyone can verify)")
+    wm_embed.add_argument("--strength", type=float, default=1.0, help="residual strength (default 1.0)")
+    wm_embed.add_argument("--quality", type=int, help="quality for lossy outputs (default 95)")
+    wm_embed.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    wm_embed.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
+    wm_verify = watermark_commands.add_parser(
+        "verify", help="decode and test a photo; exit status 0 if detected, 1 if not, 2 on errors"
+    )
+    wm_verify.add_argument("input", metavar="IN", help="photo to verify")
+    wm_verify.add_argument("--message", help="the message to test for (default: any message)")
+    wm_verify.add_argument("--key", help="the key it was embedded with (default: the public key)")
+    wm_verify.add_argument("--fpr", type=float, default=1e-6, help="false-positive rate of the decision (default 1e-6)")
+    wm_verify.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
 
     demo = commands.add_parser("demo", help="run the main job on a bundled photo, with no other input")
     demo.add_argument("--sample", help="bundled sample name (default: the first face photo)")
@@ -338,6 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_protect(args, extra)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+        if args.command == "watermark":
+            return cmd_watermark(args)
         parser.print_help()
         return 0 if args.command is None else EXIT_ERROR
     except KeyboardInterrupt:

@@ -139,3 +139,107 @@ def test_binomial_p_value():
     assert binomial_p_value(0, 32) == 1.0
     assert math.isclose(binomial_p_value(16, 32), 0.5700, abs_tol=1e-4)
     assert binomial_p_value(28, 32) < 1e-4 < binomial_p_value(24, 32)
+
+
+# ----------------------------------------------------------------------------- edit damage and segmentation columns
+SMALL = {"inputs": ["obama"], "max_side": 64, "judges": [], "seed": 1, "progress": False}
+
+
+def _editor_folder(tmp_path, kind: str) -> Path:
+    from photoshield.models.diffusion import tiny_editor
+
+    folder = tmp_path / kind
+    tiny_editor(kind, seed=0).pipe.save_pretrained(folder)
+    return folder
+
+
+def _by_key(folder: Path) -> dict[tuple[str, str], dict[str, str]]:
+    return {(r["method"].split(":")[0], r["attack"]): r for r in _rows(folder)}
+
+
+def test_edit_columns_compare_each_edit_with_the_clean_photos_edit(tmp_path, one_thread):
+    from photoshield.evaluate.runner import EDIT_COLUMNS, EDIT_FACE_COLUMNS
+
+    editor = _editor_folder(tmp_path, "sd-img2img")
+    # First in the grid: it loads the same (cached) editor and frees its text encoders before any row is edited.
+    attention = {"name": "attention", "epsilon": 8, "steps": 2, "preset": "light", "editor": str(editor), "editor_kind": "sd-img2img",
+                 "prompts": "make it dark", "timesteps": 25, "faces": False}
+    grid = {**SMALL, "methods": [attention, "clean"], "attacks": ["jpeg:quality=50"], "output": str(tmp_path / "out"),
+            "editing": {"editor": str(editor), "kind": "sd-img2img", "prompt": "make it night", "steps": 2, "strength": 0.6}}
+    summary = run(EvalConfig.from_dict(grid))
+    assert summary.computed == 4
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8") as source:
+        header = source.readline().strip().split(",")
+    assert header[-6:] == EDIT_COLUMNS + EDIT_FACE_COLUMNS
+    rows = _by_key(tmp_path / "out")
+    assert rows["attention", "identity"]["status"] == "protected"
+    for row in rows.values():
+        assert math.isfinite(float(row["edit_psnr"])) and -1 <= float(row["edit_ssim"]) <= 1 and float(row["edit_rmse255"]) >= 0
+        assert row["edit_face_lost"] in ("true", "false")  # the clean photo has a face: the edit's face was looked for
+        assert (row["edit_identity"] == "") == (row["edit_face_lost"] == "true")
+    reference = rows["clean", "identity"]  # the clean photo edited again with the same seed: the same edit
+    assert float(reference["edit_psnr"]) == 100.0 and float(reference["edit_rmse255"]) == 0.0
+    for changed in (rows["clean", "jpeg:quality=50"], rows["attention", "identity"], rows["attention", "jpeg:quality=50"]):
+        assert float(changed["edit_psnr"]) < 60 and float(changed["edit_rmse255"]) > 0
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["config"]["editing"]["prompt"] == "make it night"
+    clean_summary = next(entry for entry in document["summary"] if entry["method"] == "clean")
+    assert clean_summary["edit_psnr"] == 100.0 and clean_summary["edit_psnr_attacked"] < 60
+    assert run(EvalConfig.from_dict(grid)).computed == 0  # the same editing settings resume
+    other = {**grid, "editing": {**grid["editing"], "prompt": "make it day"}}
+    with pytest.raises(PhotoshieldError, match="other settings.*editing"):
+        run(EvalConfig.from_dict(other))
+
+
+def test_edit_columns_on_flux_kontext_add_the_context_mass(tmp_path, one_thread):
+    from photoshield.evaluate.runner import EDIT_FLUX_COLUMNS
+
+    editor = _editor_folder(tmp_path, "flux-kontext")
+    grid = {**SMALL, "methods": ["clean"], "attacks": ["noise:sigma=0.1"], "output": str(tmp_path / "out"),
+            "editing": {"editor": str(editor), "steps": 2, "faces": False}}  # kind read from the folder
+    config = EvalConfig.from_dict(grid)
+    assert config.editing["kind"] == "flux-kontext"
+    run(config)
+    rows = _by_key(tmp_path / "out")
+    assert set(EDIT_FLUX_COLUMNS) <= set(rows["clean", "identity"]) and "edit_identity" not in rows["clean", "identity"]
+    assert float(rows["clean", "identity"]["edit_context_mass_ratio"]) == 1.0
+    noisy = rows["clean", "noise:sigma=0.1"]
+    assert 0 < float(noisy["edit_context_mass"]) < 1 and float(noisy["edit_context_mass_ratio"]) != 1.0
+    assert float(noisy["edit_psnr"]) < float(rows["clean", "identity"]["edit_psnr"])
+
+
+def test_editing_config_errors(tmp_path):
+    with pytest.raises(PhotoshieldError, match="needs the editor"):
+        EvalConfig.from_dict({"editing": True})
+    with pytest.raises(PhotoshieldError, match="cannot tell the kind"):
+        EvalConfig.from_dict({"editing": {"editor": str(tmp_path)}})
+    with pytest.raises(PhotoshieldError, match="unknown editing key"):
+        EvalConfig.from_dict({"editing": {"editor": "org/model", "kind": "sd-img2img", "step": 2}})
+    with pytest.raises(PhotoshieldError, match="unknown editor kind"):
+        EvalConfig.from_dict({"editing": {"editor": "org/model", "kind": "dalle"}})
+    assert EvalConfig.from_dict({"editing": False}).editing_spec() is None
+
+
+def test_segmentation_columns_with_a_sam_folder(tmp_path, one_thread):
+    import torch
+    from transformers import SamConfig, SamModel
+
+    vision = {"hidden_size": 32, "output_channels": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "image_size": 64,
+              "patch_size": 8, "window_size": 4, "global_attn_indexes": [2], "mlp_dim": 64, "num_pos_feats": 16,
+              "initializer_range": 0.02}  # the default init gives masks that ignore the image
+    prompt = {"hidden_size": 32, "image_size": 64, "patch_size": 8, "mask_input_channels": 8}
+    decoder = {"hidden_size": 32, "mlp_dim": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "iou_head_hidden_dim": 32}
+    torch.manual_seed(0)
+    SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)).save_pretrained(tmp_path / "sam")
+    grid = {**SMALL, "methods": ["clean"], "attacks": ["noise:sigma=0.1"], "segmenter": str(tmp_path / "sam"), "output": str(tmp_path / "out")}
+    run(EvalConfig.from_dict(grid))
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8") as source:
+        assert source.readline().strip().split(",")[-2:] == ["seg_miou", "seg_asr50"]
+    rows = _by_key(tmp_path / "out")
+    for row in rows.values():
+        assert 0 <= float(row["seg_miou"]) <= 1 and 0 <= float(row["seg_asr50"]) <= 1
+    clean = rows["clean", "identity"]
+    assert float(clean["seg_miou"]) == 1.0 and float(clean["seg_asr50"]) == 0.0  # the same photo: the same masks
+    assert float(rows["clean", "noise:sigma=0.1"]["seg_miou"]) < 0.99
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())["summary"]
+    assert summary[0]["seg_miou"] == float(rows["clean", "noise:sigma=0.1"]["seg_miou"])

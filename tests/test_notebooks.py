@@ -1,6 +1,5 @@
 """The notebooks run top to bottom with small settings, and are stored without outputs."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -14,8 +14,8 @@ EDIT_PROMPT = "make it blue"
 # Non-square, and a multiple of each tiny editor's size step. The UNets attend at full
 # latent resolution, so they get the smaller photo to stay fast.
 SIZE = {"flux-kontext": (48, 64), "sd-img2img": (32, 48), "sd-inpaint": (32, 48), "instruct-pix2pix": (32, 48)}
-EPSILON = {"flux-kontext": 32 / 255, "sd-img2img": 24 / 255, "sd-inpaint": 24 / 255, "instruct-pix2pix": 24 / 255}
-STEPS = {"flux-kontext": 40, "sd-img2img": 12, "sd-inpaint": 12, "instruct-pix2pix": 12}
+EPSILON = {"flux-kontext": 20 / 255, "sd-img2img": 24 / 255, "sd-inpaint": 24 / 255, "instruct-pix2pix": 24 / 255}
+STEPS = {"flux-kontext": 60, "sd-img2img": 12, "sd-inpaint": 12, "instruct-pix2pix": 12}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -21,7 +21,6 @@ from .base import Attack, AttackError, randn, register
 
 __all__ = ["ModelAttack", "Rinse", "SDEdit", "VAERoundTrip", "draw_seed", "resolve_editor"]
 
-_EDITORS: dict[tuple[str, str], Any] = {}
 _AUTOENCODERS: dict[str, torch.nn.Module] = {}
 
 
@@ -36,22 +35,9 @@ def _device_of(generator: torch.Generator | None) -> torch.device:
 
 def resolve_editor(model: Any, kinds: tuple[str, ...], owner: str) -> Any:
     """An Editor of one of ``kinds`` from an Editor, a diffusers pipeline object, or a path / hub id."""
-    from photoshield.models.diffusion import Editor, load_editor, pipeline_class
+    from photoshield.models.diffusion import as_editor
 
-    if isinstance(model, Editor):
-        if model.kind not in kinds:
-            raise AttackError(f"{owner}: needs a {' or '.join(kinds)} editor, got a {model.kind} editor")
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        key = (os.fspath(model), kinds[0])
-        if key not in _EDITORS:  # load each checkpoint once per process
-            _EDITORS[key] = load_editor(model, kinds[0])
-        return _EDITORS[key]
-    for kind in kinds:
-        if isinstance(model, pipeline_class(kind)):
-            return Editor.from_pipeline(model, kind)
-    names = ", ".join(pipeline_class(kind).__name__ for kind in kinds)
-    raise AttackError(f"{owner}: model must be a {names}, a photoshield Editor or a path, got {type(model).__name__}")
+    return as_editor(model, kinds, owner=owner, error=AttackError)
 
 
 def _resolve_autoencoder(model: Any, owner: str) -> torch.nn.Module:

@@ -8,6 +8,8 @@ Functional helpers returning dicts of floats (batch means), for the evaluation r
   identity similarity of each edit's face to the original face.
 - :func:`noise_baseline` — a random perturbation of the same L_inf budget, the control a
   protection must beat (same editor, prompt and seed).
+- :func:`edit_photo` — one edit (the clean photo's edit, made once and passed back to
+  :func:`edit_disruption` as ``edited_clean`` when many protected copies share it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from photoshield.errors import PhotoshieldError
 from photoshield.evaluate.metrics import psnr, rmse255, ssim
 
-__all__ = ["edit_disruption", "edit_pair", "identity_to_original", "noise_baseline"]
+__all__ = ["edit_disruption", "edit_pair", "edit_photo", "identity_to_original", "noise_baseline"]
 
 
 def noise_baseline(images: torch.Tensor, epsilon: float, seed: int = 0) -> torch.Tensor:
@@ -36,6 +38,21 @@ def _default_mask(images: torch.Tensor) -> torch.Tensor:
     mask = images.new_zeros(1, 1, height, width)
     mask[..., height // 4 : height - height // 4, width // 4 : width - width // 4] = 1
     return mask
+
+
+@torch.no_grad()
+def edit_photo(
+    editor: Any,
+    image: torch.Tensor,
+    prompt: str | Sequence[str],
+    seed: int = 0,
+    mask: torch.Tensor | None = None,
+    **edit_kwargs: Any,
+) -> torch.Tensor:
+    """One edit of ``image`` as :func:`edit_pair` makes it (sd-inpaint without a mask repaints the central box)."""
+    if mask is None and editor.kind == "sd-inpaint":
+        mask = _default_mask(image).expand(image.shape[0], -1, -1, -1)
+    return editor.edit(image, prompt, seed=seed, mask=mask, **edit_kwargs)
 
 
 @torch.no_grad()
@@ -94,6 +111,7 @@ def edit_disruption(
     faces: bool = True,
     context_mass: bool = True,
     context_prompts: Sequence[str] | None = None,
+    edited_clean: torch.Tensor | None = None,
     **edit_kwargs: Any,
 ) -> dict[str, float]:
     """How different the protected photo's edit is from the clean photo's edit, as a dict of floats.
@@ -103,8 +121,15 @@ def edit_disruption(
     generated latent to the photo's tokens); with a face in ``clean``,
     ``identity_cosine_clean_edit`` / ``identity_cosine_protected_edit`` (and distances)
     of each edit's face to the original face. ``editor`` is a photoshield ``Editor``.
+    ``edited_clean``: the clean photo's edit made before (:func:`edit_photo`, same prompt,
+    seed and settings), reused instead of editing ``clean`` again.
     """
-    edited_clean, edited_protected = edit_pair(editor, clean, protected, prompt, seed, mask, **edit_kwargs)
+    if edited_clean is None:
+        edited_clean, edited_protected = edit_pair(editor, clean, protected, prompt, seed, mask, **edit_kwargs)
+    elif edited_clean.shape != protected.shape:
+        raise ValueError(f"edited_clean and protected photos differ in shape: {tuple(edited_clean.shape)} vs {tuple(protected.shape)}")
+    else:
+        edited_protected = edit_photo(editor, protected, prompt, seed, mask, **edit_kwargs)
     figures = {
         "psnr_db": float(psnr(edited_clean, edited_protected).clamp(max=100).mean()),
         "ssim": float(ssim(edited_clean, edited_protected).mean()),

@@ -94,7 +94,8 @@ def _judges(columns: Sequence[str]) -> list[str]:
 def summarize(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Per method: images, rows, errors, mean PSNR/SSIM of its output, and over the attacked rows
     the mean bit accuracy and detection rate (watermarks) or, per judge, the share of faces no longer
-    recognised (``protected_<judge>``), and the mean segmentation IoU."""
+    recognised (``protected_<judge>``), the mean segmentation IoU, and the mean edit PSNR against the
+    clean photo's edit (``edit_psnr`` unattacked, ``edit_psnr_attacked`` under attack)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[row["method"]].append(row)
@@ -122,6 +123,9 @@ def summarize(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[di
                 entry[f"protected_{judge}"] = sum(not value for value in same) / len(same) if same else float("nan")
             if "seg_miou" in columns:
                 entry["seg_miou"] = _mean([row.get("seg_miou") for row in attacked])
+            if "edit_psnr" in columns:  # the edit of the method's output, then of its attacked copies
+                entry["edit_psnr"] = _mean([row.get("edit_psnr") for row in ok if row.get("attack") == "identity"])
+                entry["edit_psnr_attacked"] = _mean([row.get("edit_psnr") for row in attacked])
         summary.append(entry)
     return summary
 

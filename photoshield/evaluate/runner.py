@@ -11,6 +11,17 @@ output against the clean photo (PSNR, SSIM), the payload read back (bit accuracy
 binomial p-value, detected at the configured false-positive rate) for watermarks, and for
 protections the identity under each face judge, segmentation agreement and edit damage.
 
+Edit damage (``editing: {editor: PATH_OR_HUB_ID, kind: sd-img2img, prompt: "...", steps: N}``):
+the editor is loaded once per process; the clean photo is edited once per image (the
+reference: that image's edit seed, the configured prompt and settings), and every clean or
+protection row edits its attacked copy the same way and compares the two edits:
+``edit_psnr`` / ``edit_ssim`` / ``edit_rmse255`` (low PSNR = the protection broke the edit),
+with a face in the clean photo ``edit_identity`` / ``edit_identity_clean`` (dlib-port
+cosine of the attacked copy's / the clean photo's edit to the clean face; empty when that
+edit has no face) and ``edit_face_lost`` (the attacked copy's edit has no face), and for Flux
+Kontext ``edit_context_mass`` / ``edit_context_mass_ratio`` (attention mass to the photo's
+tokens, and its ratio to the clean photo's). Watermark rows are not edited.
+
 Rows are keyed by (image, method, attack, strength) and journaled as they finish
 (``OUT/rows/rows-RANK.jsonl``), so a second run skips rows already done. Under
 ``accelerate launch`` the images are split between the processes (one device each), and
@@ -35,6 +46,7 @@ from photoshield.errors import PhotoshieldError
 
 __all__ = [
     "BASE_COLUMNS",
+    "EditingSpec",
     "EvalConfig",
     "MethodSpec",
     "RunSummary",
@@ -53,6 +65,10 @@ BASE_COLUMNS = [
     "psnr", "ssim", "attack_psnr", "bit_accuracy", "p_value", "detected",
 ]
 SEGMENTATION_COLUMNS = ["seg_miou", "seg_asr50"]
+EDIT_COLUMNS = ["edit_psnr", "edit_ssim", "edit_rmse255"]
+EDIT_FACE_COLUMNS = ["edit_identity", "edit_identity_clean", "edit_face_lost"]
+EDIT_FLUX_COLUMNS = ["edit_context_mass", "edit_context_mass_ratio"]
+DEFAULT_EDIT_PROMPT = "make the person smile"
 JUDGES = ("dlib-port", "sface", "dlib")
 _CONFIG_KEYS = {"inputs", "methods", "attacks", "output", "seed", "max_inputs", "max_side", "judges",
                 "segmenter", "editing", "fpr", "device", "progress"}
@@ -170,7 +186,7 @@ class EvalConfig:
     max_side: int | None = None
     judges: list[str] = field(default_factory=lambda: ["dlib-port", "sface"])
     segmenter: str | None = None
-    editing: bool = False
+    editing: bool | dict[str, Any] = False  # False, or the EditingSpec fields (normalised by from_dict)
     fpr: float = 1e-6
     device: str | None = None
     progress: bool = True
@@ -185,6 +201,8 @@ class EvalConfig:
             if key in values and not isinstance(values[key], list):
                 values[key] = [values[key]]
         config = cls(**values)
+        spec = EditingSpec.parse(config.editing, source)
+        config.editing = asdict(spec) if spec else False
         for judge in config.judges:
             if judge not in JUDGES:
                 raise PhotoshieldError(f"{source}: unknown face judge {judge!r}; choose from {', '.join(JUDGES)}")
@@ -210,9 +228,97 @@ class EvalConfig:
             config.output = str(path.parent / config.output)
         return config
 
+    def editing_spec(self) -> "EditingSpec | None":
+        """The editing settings, or None when edits are not measured."""
+        return EditingSpec.parse(self.editing)
+
     def fingerprint(self) -> dict[str, Any]:
         """Settings that change every row's numbers: results made under others cannot be resumed."""
-        return {"seed": self.seed, "max_side": self.max_side, "fpr": self.fpr, "segmenter": self.segmenter}
+        settings = {"seed": self.seed, "max_side": self.max_side, "fpr": self.fpr, "segmenter": self.segmenter}
+        spec = self.editing_spec()
+        if spec is not None:  # only when on, so folders written before editing existed still resume
+            settings["editing"] = asdict(spec)
+        return settings
+
+
+_EDIT_KEYS = ("editor", "kind", "prompt", "steps", "strength", "guidance", "faces")
+
+
+def _editor_kind_of(editor: str) -> str | None:
+    """The editor kind a diffusers pipeline folder holds (its model_index.json class), or None."""
+    index = Path(editor).expanduser() / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, json.JSONDecodeError):
+        return None
+    from photoshield.models.diffusion import KINDS, pipeline_class
+
+    return next((kind for kind in KINDS if pipeline_class(kind).__name__ == name), None)
+
+
+@dataclass(frozen=True)
+class EditingSpec:
+    """How every clean/protection row is edited: the editor (folder or hub id), its kind, prompt and settings.
+
+    ``steps``, ``strength`` and ``guidance`` are the pipeline's ``num_inference_steps``,
+    ``strength`` (sd-img2img, sd-inpaint) and ``guidance_scale``; None keeps its defaults.
+    ``faces``: also compare each edit's face with the clean photo's (``edit_identity``).
+    """
+
+    editor: str
+    kind: str
+    prompt: str = DEFAULT_EDIT_PROMPT
+    steps: int | None = None
+    strength: float | None = None
+    guidance: float | None = None
+    faces: bool = True
+
+    @classmethod
+    def parse(cls, value: Any, source: str = "config") -> "EditingSpec | None":
+        """None for ``false``/missing; a spec from a mapping (``kind`` read from the folder when left out)."""
+        if isinstance(value, EditingSpec):
+            return value
+        if value is None or value is False:
+            return None
+        from photoshield.models.diffusion import KINDS
+
+        example = "editing: {editor: PATH_OR_HUB_ID, kind: " + "|".join(KINDS) + ', prompt: "...", steps: 20}'
+        if not isinstance(value, dict):
+            raise PhotoshieldError(f"{source}: editing needs the editor to edit with (for the CLI: in the --config file), e.g. {example}; got {value!r}")
+        unknown = sorted(set(value) - set(_EDIT_KEYS))
+        if unknown:
+            raise PhotoshieldError(f"{source}: unknown editing key(s) {', '.join(unknown)}; valid: {', '.join(_EDIT_KEYS)}")
+        if not value.get("editor"):
+            raise PhotoshieldError(f"{source}: editing needs an editor (a diffusers pipeline folder or hub id), e.g. {example}")
+        editor = os.fspath(value["editor"])
+        kind = value.get("kind") or _editor_kind_of(editor)
+        if kind is None:
+            raise PhotoshieldError(f"{source}: cannot tell the kind of editor {editor!r}; add kind: one of {', '.join(KINDS)}")
+        if kind not in KINDS:
+            raise PhotoshieldError(f"{source}: unknown editor kind {kind!r}; choose one of {', '.join(KINDS)}")
+        steps, strength, guidance = value.get("steps"), value.get("strength"), value.get("guidance")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise PhotoshieldError(f"{source}: editing steps must be a whole number >= 1, got {steps!r}")
+        if strength is not None and not (isinstance(strength, (int, float)) and 0 < strength <= 1):
+            raise PhotoshieldError(f"{source}: editing strength must be in (0, 1], got {strength!r}")
+        if guidance is not None and not isinstance(guidance, (int, float)):
+            raise PhotoshieldError(f"{source}: editing guidance must be a number, got {guidance!r}")
+        prompt = value.get("prompt", DEFAULT_EDIT_PROMPT)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PhotoshieldError(f"{source}: editing prompt must be a non-empty text, got {prompt!r}")
+        return cls(editor, kind, prompt, steps, None if strength is None else float(strength),
+                   None if guidance is None else float(guidance), bool(value.get("faces", True)))
+
+    def columns(self) -> list[str]:
+        """The edit columns rows get with these settings."""
+        return EDIT_COLUMNS + (EDIT_FACE_COLUMNS if self.faces else []) + (EDIT_FLUX_COLUMNS if self.kind == "flux-kontext" else [])
+
+    def edit_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Editor.edit`` (the settings that are not None)."""
+        options = {"num_inference_steps": self.steps, "strength": self.strength, "guidance_scale": self.guidance}
+        return {key: value for key, value in options.items() if value is not None}
 
 
 # ----------------------------------------------------------------------------- grid
@@ -356,15 +462,53 @@ class _Judges:
         return value, value < 0.6
 
 
-def _edit_metrics(clean: torch.Tensor, attacked: torch.Tensor, seed: int) -> dict[str, Any]:
-    """Hook for "how broken is the edit": ``photoshield.evaluate.editing`` once it provides ``edit_damage``."""
-    try:
-        from photoshield.evaluate import editing
-    except ImportError:
-        raise PhotoshieldError("editing: true needs photoshield.evaluate.editing, which is not installed in this version") from None
-    if not hasattr(editing, "edit_damage"):
-        raise PhotoshieldError("editing: true needs photoshield.evaluate.editing.edit_damage(clean, protected, seed=)")
-    return {f"edit_{key}": value for key, value in editing.edit_damage(clean, attacked, seed=seed).items()}
+class _Editing:
+    """Edits the attacked copies with one editor and compares each edit with the clean photo's (made once per image)."""
+
+    def __init__(self, spec: EditingSpec, device: torch.device):
+        from photoshield.protect.attention import resolve_editor
+
+        self.spec = spec
+        device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0": the key the attention method caches under
+        # Shared with the attention method's editor cache (one copy in memory). The prompt is encoded now,
+        # before that method may free the text encoders of the shared editor.
+        self.editor, _ = resolve_editor(spec.editor, spec.kind, device)
+        try:
+            self.editor.encode_prompt(spec.prompt)
+        except PhotoshieldError:  # an earlier attention run freed the shared copy's text encoders: load our own
+            from photoshield.models.diffusion import load_editor
+
+            self.editor = load_editor(spec.editor, spec.kind, device=device)
+            self.editor.encode_prompt(spec.prompt)
+        self.editor.pipe.set_progress_bar_config(disable=True)
+        self.probe = None
+        if self.editor.is_flux:
+            from photoshield.protect.attention import AttentionAttack
+
+            self.probe = AttentionAttack(self.editor, prompts=[spec.prompt], faces=False, gradient_checkpointing=False)
+
+    def measure(self, clean: torch.Tensor, attacked: torch.Tensor, seed: int, cache: dict[str, Any]) -> dict[str, Any]:
+        """The edit columns of one row; ``cache`` (per image) keeps the clean photo's edit and context mass."""
+        from photoshield.evaluate.editing import edit_disruption, edit_photo
+
+        spec, options = self.spec, self.spec.edit_options()
+        if "edit" not in cache:
+            cache["edit"] = edit_photo(self.editor, clean, spec.prompt, seed=seed, **options)
+            if self.probe is not None:
+                cache["context_mass"] = float(self.probe.context_mass(clean).mean())
+        figures = edit_disruption(self.editor, clean, attacked, spec.prompt, seed=seed, faces=spec.faces, context_mass=False,
+                                  edited_clean=cache["edit"], **options)
+        row = {"edit_psnr": figures["psnr_db"], "edit_ssim": figures["ssim"], "edit_rmse255": figures["rmse255"]}
+        if spec.faces:
+            row["edit_identity"] = figures.get("identity_cosine_protected_edit")
+            row["edit_identity_clean"] = figures.get("identity_cosine_clean_edit")
+            lost = figures.get("faces_lost_in_edit_protected_edit")  # None: no face in the clean photo
+            row["edit_face_lost"] = None if lost is None else lost > 0
+        if self.probe is not None:
+            mass = float(self.probe.context_mass(attacked).mean())
+            row["edit_context_mass"] = mass
+            row["edit_context_mass_ratio"] = mass / max(cache["context_mass"], 1e-12)
+        return row
 
 
 @dataclass
@@ -501,7 +645,9 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
     attack_list = build_attacks(config.attacks)
     inputs = load_inputs(config.inputs, config.max_inputs, config.max_side)
     judge_names = list(config.judges)
+    editing = config.editing_spec()
     columns = BASE_COLUMNS + judge_columns(judge_names) + (SEGMENTATION_COLUMNS if config.segmenter else [])
+    columns += editing.columns() if editing else []
 
     done = {_key(row) for row in _read_journals(journal_dir)}
     indices = list(range(len(inputs)))
@@ -523,6 +669,7 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
             from photoshield.models.sam import load_segmenter
 
             segmenter = load_segmenter(config.segmenter, device=device)
+        editor = _Editing(editing, device) if editing else None
         journal = journal_dir / f"rows-{state.process_index}.jsonl"
         clean_cache: dict[int, dict[str, Any]] = {}
         outputs: dict[tuple[int, MethodSpec], _Output | str] = {}
@@ -545,7 +692,9 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
                 if isinstance(made, str):
                     row["status"] = made
                 else:
-                    row.update(_measure(config, spec, attack, clean, made, seed, appliers, judges, segmenter, clean_cache, index, psnr, ssim))
+                    edit_seed = row_seed(config.seed, name, "edit") % 2**31  # one per image: every row's edit matches the reference
+                    row.update(_measure(config, spec, attack, clean, made, seed, appliers, judges, segmenter, editor, edit_seed,
+                                        clean_cache, index, psnr, ssim))
                 sink.write(json.dumps({key: _clean_number(value) for key, value in row.items()}) + "\n")
                 sink.flush()
     totals = gather_object([computed]) if state.num_processes > 1 else [computed]
@@ -562,7 +711,8 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
     return summary
 
 
-def _measure(config, spec, attack, clean, made, seed, appliers, judges, segmenter, clean_cache, index, psnr, ssim) -> dict[str, Any]:
+def _measure(config, spec, attack, clean, made, seed, appliers, judges, segmenter, editor, edit_seed, clean_cache, index, psnr,
+             ssim) -> dict[str, Any]:
     """The measurements of one row: quality, payload, identity, segmentation, edit damage."""
     row: dict[str, Any] = {"status": made.status}
     generator = torch.Generator().manual_seed(seed)
@@ -604,8 +754,11 @@ def _measure(config, spec, attack, clean, made, seed, appliers, judges, segmente
         device = segmenter_device(segmenter)
         figures = segmentation_agreement(segmenter, clean.to(device), attacked.to(device), prompts=cache["prompts"], reference=cache["reference"])
         row["seg_miou"], row["seg_asr50"] = figures["miou"], figures["asr50"]
-    if config.editing:
-        row.update(_edit_metrics(clean, attacked, seed % 2**31))
+    if editor is not None:
+        try:
+            row.update(editor.measure(clean, attacked, edit_seed, cache))
+        except PhotoshieldError as error:  # recorded in the row's status; the run goes on
+            row["status"] = f"error: {error}"
     return row
 
 

@@ -21,7 +21,9 @@ for Flux that is sigma * 1000, as in the pipeline loop).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -53,6 +55,8 @@ __all__ = [
     "Editor",
     "PromptEmbeds",
     "TokenLayout",
+    "as_editor",
+    "editor_kind_of",
     "load_editor",
     "pipeline_class",
     "tiny_editor",
@@ -144,6 +148,56 @@ def load_editor(
     except (OSError, HFValidationError) as error:
         raise ModelNotFoundError(_missing_message(name, kind, str(error).splitlines()[0])) from error
     return Editor.from_pipeline(pipe, kind, device=device if device is not None else default_device())
+
+
+def editor_kind_of(path: str | os.PathLike) -> str | None:
+    """The editor kind a saved pipeline folder holds, read from its ``model_index.json`` (None if unknown)."""
+    index = Path(path).expanduser() / "model_index.json"
+    if not index.is_file():
+        return None
+    name = json.loads(index.read_text()).get("_class_name", "")
+    return next((kind for kind, cls in _PIPELINES.items() if cls == name), None)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(source: str, kind: str, device: str | None, dtype: torch.dtype | None) -> "Editor":
+    return load_editor(source, kind, device=device, dtype=dtype)
+
+
+def as_editor(
+    model: Any,
+    kinds: Sequence[str] = KINDS,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    owner: str = "editor",
+    error: type[Exception] = PhotoshieldError,
+) -> "Editor":
+    """An :class:`Editor` of one of ``kinds`` from an Editor, a diffusers pipeline object, or a folder / hub id.
+
+    The one place protect/, attacks/ and evaluate/ turn a user's ``editor=``/``model=`` into an
+    Editor: a path is loaded once per process (cached), its kind read from ``model_index.json``
+    or taken as the first of ``kinds``; argument errors are raised as ``error`` prefixed by ``owner``.
+    """
+    kinds = tuple(kinds)
+    if isinstance(model, Editor):
+        if model.kind not in kinds:
+            raise error(f"{owner}: needs a {' or '.join(kinds)} editor, got a {model.kind} editor")
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        kind = editor_kind_of(model) if len(kinds) > 1 else kinds[0]
+        if kind is None:
+            raise error(
+                f"{owner}: cannot tell the editor kind of {os.fspath(model)} (no model_index.json naming a known "
+                f"pipeline); pass the kind, one of {', '.join(kinds)} (CLI: --editor-kind KIND)"
+            )
+        if kind not in kinds:
+            raise error(f"{owner}: needs a {' or '.join(kinds)} editor, {os.fspath(model)} holds a {kind} pipeline")
+        return _load_cached(os.fspath(model), kind, str(torch.device(device)) if device is not None else None, dtype)
+    for kind in kinds:
+        if isinstance(model, pipeline_class(kind)):
+            return Editor.from_pipeline(model, kind, device=device)
+    names = ", ".join(pipeline_class(kind).__name__ for kind in kinds)
+    raise error(f"{owner}: needs a {names}, a photoshield Editor or a path, got {type(model).__name__}")
 
 
 def tiny_editor(kind: str, seed: int = 0, device: str | torch.device | None = None) -> "Editor":

@@ -21,7 +21,7 @@ def tiny_clip_tokenizer():
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for symbol in pre_tokenizers.ByteLevel.alphabet():
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):  # sorted: alphabet() comes in hash order
         vocab.setdefault(symbol, len(vocab))
         vocab.setdefault(symbol + "</w>", len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_LENGTH)

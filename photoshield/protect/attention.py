@@ -26,11 +26,8 @@ token counts are read from the sequence the pipeline builds.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -39,7 +36,7 @@ import torch.nn.functional as F
 from photoshield.errors import PhotoshieldError
 from photoshield.image import resize_to, working_size
 from photoshield.models.attention_capture import AttentionCapture, TokenLayout
-from photoshield.models.diffusion import KINDS, Editor, PromptEmbeds
+from photoshield.models.diffusion import KINDS, Editor, PromptEmbeds, as_editor
 from photoshield.protect.objective import Objective
 
 # Edit prompts the protection must hold against (DeContext samples one per step from ~60).
@@ -76,24 +73,6 @@ def peak_memory_mb(device: torch.device | str) -> float:
 # ----------------------------------------------------------------------------- editor resolution
 
 
-def _kind_of_folder(path: Path) -> str | None:
-    index = path / "model_index.json"
-    if not index.is_file():
-        return None
-    name = json.loads(index.read_text()).get("_class_name", "")
-    from photoshield.models.diffusion import _PIPELINES
-
-    return next((kind for kind, cls in _PIPELINES.items() if cls == name), None)
-
-
-@lru_cache(maxsize=2)
-def _cached_editor(source: str, kind: str, device: str) -> Editor:
-    from photoshield.models.diffusion import load_editor
-
-    dtype = torch.bfloat16 if _device_bf16(torch.device(device)) else None
-    return load_editor(source, kind, device=device, dtype=dtype)
-
-
 def resolve_editor(
     editor: Any, editor_kind: str | None = None, device: torch.device | str | None = None
 ) -> tuple[Editor, bool]:
@@ -105,27 +84,14 @@ def resolve_editor(
             "on a machine that has it) with editor_kind='flux-kontext'|'sd-img2img'|'sd-inpaint'|'instruct-pix2pix', "
             "or a loaded pipeline / photoshield Editor (CLI: --editor PATH --editor-kind KIND)"
         )
-    if isinstance(editor, Editor):
-        if editor_kind is not None and editor_kind != editor.kind:
-            raise PhotoshieldError(f"editor_kind={editor_kind!r} but the editor given is a {editor.kind} editor")
-        return editor, False
-    if not isinstance(editor, (str, os.PathLike)):  # a diffusers pipeline object
-        from photoshield.models.diffusion import _PIPELINES
-
-        kind = editor_kind or next((k for k, c in _PIPELINES.items() if type(editor).__name__ == c), None)
-        if kind is None:
-            raise PhotoshieldError(f"cannot tell the editor kind of a {type(editor).__name__}; pass editor_kind=")
-        return Editor.from_pipeline(editor, kind), False
-    kind = editor_kind or _kind_of_folder(Path(editor).expanduser())
-    if kind is None:
-        raise PhotoshieldError(
-            f"{os.fspath(editor)}: cannot tell the editor kind; pass editor_kind= one of {', '.join(KINDS)} "
-            "(CLI: --editor-kind KIND)"
-        )
-    if kind not in KINDS:
-        raise PhotoshieldError(f"unknown editor kind {kind!r}; choose one of {', '.join(KINDS)}")
-    device = str(torch.device(device)) if device is not None else str(_default_device())
-    return _cached_editor(os.fspath(editor), kind, device), True
+    if editor_kind is not None and editor_kind not in KINDS:
+        raise PhotoshieldError(f"unknown editor kind {editor_kind!r}; choose one of {', '.join(KINDS)}")
+    kinds = (editor_kind,) if editor_kind else KINDS
+    owned = isinstance(editor, (str, os.PathLike))
+    if owned and device is None:
+        device = _default_device()
+    dtype = torch.bfloat16 if owned and _device_bf16(torch.device(device)) else None
+    return as_editor(editor, kinds, device=device if owned else None, dtype=dtype, owner="attention"), owned
 
 
 def _default_device() -> torch.device:

@@ -1,1 +1,136 @@
-"""Diffusion watermark embedder and decoder with calibrated verification (built in a later issue)."""
+"""Diffusion watermark: ``embed`` an owner's message into a photo, ``verify`` a copy with a stated false-positive rate.
+
+    from photoshield.watermark import embed, verify
+    marked = embed(photo, "ID-004217", key="my secret")          # any size, tensor / PIL / path in
+    result = verify(copy, message="ID-004217", key="my secret")   # fpr=1e-6 by default
+    result.detected, result.p_value, result.bit_accuracy, result.message
+
+The model is ``load("watermark-diffmark")`` from the registry (see ``watermark.model``); the
+message layout, error correction and statistics are in ``watermark.payload``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import torch
+from PIL import Image
+
+from ..errors import PhotoshieldError
+from ..image import ImageLike, check_image, to_pil, to_tensor
+from . import payload
+from .payload import DEFAULT_FPR, Message, MessageTooLongError, PayloadError
+
+__all__ = ["DEFAULT_FPR", "MessageTooLongError", "PayloadError", "VerifyResult", "embed", "load", "verify"]
+
+ImageInput = Union[ImageLike, str, os.PathLike]
+
+_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def load(name_or_path: str | os.PathLike = "watermark-diffmark", device: str | torch.device | None = None):
+    """The watermark model: a registry name (default the shipped ``watermark-diffmark``) or a checkpoint path.
+
+    Cached per (name, device). A clear error says how to train or point at weights when they are missing.
+    """
+    from ..models import registry
+    from .model import REGISTRY_NAME, WatermarkModel
+
+    device = torch.device(device) if device is not None else registry.default_device()
+    key = (str(name_or_path), str(device))
+    if key not in _CACHE:
+        text = str(name_or_path)
+        if text == REGISTRY_NAME or (not Path(text).suffix and not Path(text).exists()):
+            model = registry.load(text, device=device)
+        else:
+            if not Path(text).is_file():
+                raise PhotoshieldError(f"{text}: watermark checkpoint file does not exist")
+            model = WatermarkModel.from_file(text, device=device).eval().requires_grad_(False)
+        _CACHE[key] = model
+    return _CACHE[key]
+
+
+def _resolve_model(model, device=None):
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return load(model or "watermark-diffmark", device=device)
+    return model
+
+
+def _as_tensor(image: ImageInput) -> tuple[torch.Tensor, str]:
+    """(tensor, kind of the input) for a tensor, PIL image, numpy array or path."""
+    if isinstance(image, (str, os.PathLike)):
+        from ..io import read_image
+
+        return read_image(image), "tensor"
+    kind = "pil" if isinstance(image, Image.Image) else "tensor"
+    tensor = image if isinstance(image, torch.Tensor) else to_tensor(image)
+    if isinstance(image, torch.Tensor):
+        check_image(tensor if tensor.ndim == 4 else tensor[None])
+        tensor = tensor if tensor.ndim == 4 else tensor[None]
+    return tensor, kind
+
+
+def _schema(model) -> payload.Schema:
+    return payload.get_schema(model.n_bits, getattr(model.config, "schema_version", 1))
+
+
+def embed(image: ImageInput, message: Message, key: str | bytes | None = None, strength: float = 1.0, *,
+          model=None, steps: int | None = None, seed: int = 0) -> torch.Tensor | Image.Image:
+    """Watermark ``image`` (tensor (B, 3, H, W) / PIL / array / path) with ``message`` under ``key``.
+
+    Returns the same kind it was given (PIL for PIL, else a tensor) at the input's own size.
+    ``strength`` scales the residual (1.0 is what the quality figures are measured at); ``steps``
+    sets the DDIM sampling steps (default the model's, 4); ``seed`` makes the sampling repeatable.
+    """
+    wm = _resolve_model(model)
+    tensor, kind = _as_tensor(image)
+    bits = payload.encode(message, key=key, schema=_schema(wm))
+    device = next(wm.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        out = wm.embed(tensor.to(device), bits.to(device), strength=float(strength), steps=steps, generator=generator)
+    out = out.to(tensor.device)
+    return to_pil(out) if kind == "pil" else out
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What ``verify`` found in one image."""
+
+    message: Message | None  # the decoded message (None when no valid codeword is within reach)
+    bit_accuracy: float | None  # bits matching the expected (or nearest valid) codeword
+    p_value: float  # chance that an unmarked image matches this well
+    detected: bool  # p_value <= fpr
+    fpr: float
+    errors: int | None
+    n_bits: int
+
+    def __str__(self) -> str:
+        accuracy = "n/a" if self.bit_accuracy is None else f"{100 * self.bit_accuracy:.1f} %"
+        return (f"message: {self.message!r}  bit accuracy: {accuracy}  p-value: {self.p_value:.3g}  "
+                f"{'DETECTED' if self.detected else 'not detected'} at FPR {self.fpr:g}")
+
+
+def verify(image: ImageInput, message: Message | None = None, key: str | bytes | None = None,
+           fpr: float = DEFAULT_FPR, *, model=None) -> VerifyResult | list[VerifyResult]:
+    """Decode the watermark of ``image`` and test it at false-positive rate ``fpr``.
+
+    With ``message`` the test is against that message's codeword (a binomial test of the matching
+    bits); without one, against every message the schema can carry (BCH decoding, union bound).
+    A batch of B > 1 images gives a list of results.
+    """
+    wm = _resolve_model(model)
+    tensor, _ = _as_tensor(image)
+    schema = _schema(wm)
+    device = next(wm.parameters()).device
+    with torch.no_grad():
+        probabilities = torch.sigmoid(wm.decode(tensor.to(device))).cpu()
+    results = []
+    for row in probabilities:
+        found = payload.match(row, message=message, key=key, fpr=fpr, schema=schema)
+        results.append(VerifyResult(found.message, found.bit_accuracy, found.p_value, found.detected, float(fpr),
+                                    found.errors, schema.n_bits))
+    return results[0] if len(results) == 1 else results

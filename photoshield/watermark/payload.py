@@ -267,7 +267,7 @@ class Decoded:
 
 
 def _hard_bits(bits: torch.Tensor | np.ndarray | Sequence[float], n_bits: int) -> np.ndarray:
-    """0/1 uint8 bits from 0/1 values, probabilities or logits (``logits=True`` is the caller's job)."""
+    """0/1 uint8 bits from 0/1 values or probabilities (threshold 0.5; apply a sigmoid to logits first)."""
     array = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits, dtype=np.float64).reshape(-1)
     if array.shape[0] != n_bits:
         raise PayloadError(f"expected {n_bits} bits for this schema, got {array.shape[0]}")

