@@ -230,8 +230,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     values = {**vars(config), **{key: value for key, value in overrides.items() if value is not None}}
     if args.quiet:
         values["progress"] = False
-    if args.editing:
-        values["editing"] = True
+    if args.editor:
+        editing = {"editor": args.editor, "kind": args.editor_kind, "prompt": args.edit_prompt}
+        values["editing"] = {key: value for key, value in editing.items() if value is not None}
     config = EvalConfig.from_dict(values)
     summary = run(config)
     if summary.files:  # the main process reports
@@ -384,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-side", type=int, help="resize inputs to this long side first (faster)")
     evaluate.add_argument("--judges", nargs="*", help="face judges: dlib-port sface dlib (default dlib-port sface)")
     evaluate.add_argument("--segmenter", help="segmentation IoU with this segmenter (e.g. sam-litemedsam)")
-    evaluate.add_argument("--editing", action="store_true", help="also measure how broken an edit is")
+    evaluate.add_argument("--editor", metavar="PATH", help="also measure how broken an edit is, with this diffusers editor")
+    evaluate.add_argument("--editor-kind", help="sd-img2img, sd-inpaint, instruct-pix2pix or flux-kontext (default: from the folder)")
+    evaluate.add_argument("--edit-prompt", help="the edit instruction (default: the runner's)")
     evaluate.add_argument("--device", help="device (default: one per process, CUDA if present)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 

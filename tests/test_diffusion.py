@@ -9,13 +9,7 @@ from photoshield.models.diffusion import KINDS, Editor, load_editor, tiny_editor
 HEIGHT, WIDTH = 32, 48  # non-square; a multiple of every tiny editor's size_multiple
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and two threads on a busy two-core machine run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ EPSILON = {"flux-kontext": 20 / 255, "sd-img2img": 24 / 255, "sd-inpaint": 24 / 
 STEPS = {"flux-kontext": 60, "sd-img2img": 12, "sd-inpaint": 12, "instruct-pix2pix": 12}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sharpened_editor(kind: str):

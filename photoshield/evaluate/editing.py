@@ -68,11 +68,7 @@ def edit_pair(
     """The edits of ``clean`` and ``protected`` with the same editor, prompt, seed (and mask for sd-inpaint)."""
     if clean.shape != protected.shape:
         raise ValueError(f"clean and protected photos differ in shape: {tuple(clean.shape)} vs {tuple(protected.shape)}")
-    if mask is None and editor.kind == "sd-inpaint":
-        mask = _default_mask(clean).expand(clean.shape[0], -1, -1, -1)
-    edited_clean = editor.edit(clean, prompt, seed=seed, mask=mask, **edit_kwargs)
-    edited_protected = editor.edit(protected, prompt, seed=seed, mask=mask, **edit_kwargs)
-    return edited_clean, edited_protected
+    return edit_photo(editor, clean, prompt, seed, mask, **edit_kwargs), edit_photo(editor, protected, prompt, seed, mask, **edit_kwargs)
 
 
 @torch.no_grad()
