@@ -9,7 +9,7 @@ process: peak memory is the growth of the peak resident set over the loaded edit
 CPU, or the CUDA allocator's peak on a GPU. Then an analytic estimate of the GPU memory
 for the full-size models (``--estimate-only`` prints just that).
 
-    python benchmarks/bench_attention.py [--steps 4] [--device cpu|cuda] [--estimate-only]
+    python benchmarks/bench_attention.py [--steps 4] [--device cpu|cuda] [--configs 'sd tiny' ...] [--estimate-only]
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--estimate-only", action="store_true")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="editors to time (default: all)")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -173,7 +174,7 @@ def main() -> None:
         threads = os.environ.get("BENCH_THREADS", "2")
         print(f"attention protection cost ({args.steps} PGD steps after a warm-up, {args.device}, {threads} threads)")
         print(f"  {'editor':26s} {'variant':11s} {'s/step':>8s} {'peak MB':>9s}")
-        for config in CONFIGS:
+        for config in args.configs:
             for variant in VARIANTS:
                 command = [sys.executable, __file__, "--one", config, variant, "--steps", str(args.steps), "--device", args.device]
                 done = subprocess.run(command, capture_output=True, text=True)
