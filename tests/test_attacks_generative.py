@@ -145,3 +145,9 @@ def test_instruction_edits_run_end_to_end_on_tiny_pipelines(kind, face):
     assert changed[mask].mean() > 0.01 and changed[~mask].max() == 0
     whole = attacks.get("instruct-edit", model=editor, steps=2, seed=0)(face)
     assert (whole - face).abs().amax(1)[0][~mask].mean() > 0.01
+
+
+def test_deepfake_grid_holds_model_free_face_swaps():
+    specs = [attack.describe() for attack in attacks.grid("deepfake")]
+    assert len(specs) == 3 and all(spec.startswith("faceswap") for spec in specs)
+    assert specs[-1].endswith("+jpeg:quality=75")

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PhotoshieldError
-from .base import Attack, AttackError, register
+from .base import Attack, AttackError, Compose, get, register
+from .presets import register_grid
 from .regeneration import ModelAttack, draw_seed, resolve_editor
 
 __all__ = ["FaceInpaint", "FaceSwap", "InstructEdit", "face_regions", "harmonic_fill", "poisson_blend"]
@@ -489,3 +490,13 @@ class InstructEdit(ModelAttack):
             ],
         }
         return out
+
+
+@register_grid("deepfake")
+def _deepfake_grid() -> list[Attack]:
+    """Model-free deepfake edits for evaluations: the graphics face swap at half and full blend, and then JPEG q75."""
+    return [
+        get("faceswap", strength=0.5, seed=0),
+        get("faceswap", seed=0),
+        Compose([get("faceswap", seed=0), get("jpeg", quality=75)]),
+    ]
