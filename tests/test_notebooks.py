@@ -7,10 +7,14 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+# Notebooks that need registry weights not shipped yet: skipped, with the reason, until they are.
+NEEDS_WEIGHTS = {"02_watermark_embed_verify": "watermark-diffmark"}
 
 
 def test_notebooks_are_there_and_stored_stripped():
-    assert {"01_protect_before_upload.ipynb", "03_robustness_evaluation.ipynb"} <= {path.name for path in NOTEBOOKS}
+    assert {"01_protect_before_upload.ipynb", "02_watermark_embed_verify.ipynb", "03_robustness_evaluation.ipynb"} <= {
+        path.name for path in NOTEBOOKS
+    }
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":
@@ -20,6 +24,11 @@ def test_notebooks_are_there_and_stored_stripped():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):
+    if path.stem in NEEDS_WEIGHTS:
+        from photoshield.models import registry
+
+        if registry.find(NEEDS_WEIGHTS[path.stem]) is None:
+            pytest.skip(f"{path.name} needs the {NEEDS_WEIGHTS[path.stem]} checkpoint, which is not shipped yet")
     monkeypatch.setenv("PHOTOSHIELD_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
