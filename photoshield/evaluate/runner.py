@@ -469,7 +469,6 @@ class _Editing:
         from photoshield.protect.attention import resolve_editor
 
         self.spec = spec
-        device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0": the key the attention method caches under
         # Shared with the attention method's editor cache (one copy in memory). The prompt is encoded now,
         # before that method may free the text encoders of the shared editor.
         self.editor, _ = resolve_editor(spec.editor, spec.kind, device)

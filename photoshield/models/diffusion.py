@@ -192,7 +192,9 @@ def as_editor(
             )
         if kind not in kinds:
             raise error(f"{owner}: needs a {' or '.join(kinds)} editor, {os.fspath(model)} holds a {kind} pipeline")
-        return _load_cached(os.fspath(model), kind, str(torch.device(device)) if device is not None else None, dtype)
+        # "cuda" and "cuda:0" are one device: normalise so every caller shares one cached copy
+        device_key = str(torch.empty(0, device=device).device) if device is not None else None
+        return _load_cached(os.fspath(model), kind, device_key, dtype)
     for kind in kinds:
         if isinstance(model, pipeline_class(kind)):
             return Editor.from_pipeline(model, kind, device=device)
