@@ -164,6 +164,19 @@ def _load_cached(source: str, kind: str, device: str | None, dtype: torch.dtype 
     return load_editor(source, kind, device=device, dtype=dtype)
 
 
+def _registered_editors() -> dict[str, tuple[str, str]]:
+    from photoshield.models.editors import EDITORS
+
+    return EDITORS
+
+
+@functools.lru_cache(maxsize=4)
+def _load_registered(name: str, device: str | None) -> "Editor":
+    from photoshield.models.registry import load
+
+    return load(name, device=device)
+
+
 def as_editor(
     model: Any,
     kinds: Sequence[str] = KINDS,
@@ -172,10 +185,11 @@ def as_editor(
     owner: str = "editor",
     error: type[Exception] = PhotoshieldError,
 ) -> "Editor":
-    """An :class:`Editor` of one of ``kinds`` from an Editor, a diffusers pipeline object, or a folder / hub id.
+    """An :class:`Editor` of one of ``kinds`` from an Editor, a pipeline object, a folder / hub id, or a registry name.
 
     The one place protect/, attacks/ and evaluate/ turn a user's ``editor=``/``model=`` into an
-    Editor: a path is loaded once per process (cached), its kind read from ``model_index.json``
+    Editor: a path or a registered small editor (``editor-kontext-small``, ``editor-unet-small``) is loaded
+    once per process (cached), a path's kind read from ``model_index.json``
     or taken as the first of ``kinds``; argument errors are raised as ``error`` prefixed by ``owner``.
     """
     kinds = tuple(kinds)
@@ -183,6 +197,12 @@ def as_editor(
         if model.kind not in kinds:
             raise error(f"{owner}: needs a {' or '.join(kinds)} editor, got a {model.kind} editor")
         return model
+    if isinstance(model, str) and model in _registered_editors():
+        device_key = str(torch.empty(0, device=device).device) if device is not None else None
+        editor = _load_registered(model, device_key)
+        if editor.kind not in kinds:
+            raise error(f"{owner}: needs a {' or '.join(kinds)} editor, {model} is a {editor.kind} editor")
+        return editor
     if isinstance(model, (str, os.PathLike)):
         kind = editor_kind_of(model) if len(kinds) > 1 else kinds[0]
         if kind is None:
@@ -234,6 +254,7 @@ class Editor:
         self.pipe = pipe
         self.kind = kind
         self.max_sequence_length = 512  # T5 tokens per prompt (Flux)
+        self.defaults: dict[str, Any] = {}  # edit() settings used when a call leaves them unset
         self._prompts: dict[str, PromptEmbeds] = {}
         self._encoders_freed = False
 
@@ -357,7 +378,8 @@ class Editor:
     ) -> torch.Tensor:
         """Run the real pipeline on (B, 3, H, W) images in [0, 1]; returns edited images of the same size.
 
-        ``None`` settings keep the pipeline's defaults. ``mask`` (B or 1, 1, H, W), 1 = edit: the
+        ``None`` settings take ``self.defaults`` (the small editors' measured settings), else the
+        pipeline's. ``mask`` (B or 1, 1, H, W), 1 = edit: the
         inpainting region for sd-inpaint (required there); for the other kinds the edit is blended
         back only inside it. ``strength`` does not apply to instruct-pix2pix and flux-kontext.
         """
@@ -376,6 +398,7 @@ class Editor:
         settings = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
         if self.kind in ("sd-img2img", "sd-inpaint"):
             settings["strength"] = strength
+        settings = {k: self.defaults.get(k) if v is None else v for k, v in settings.items()}
         kwargs = {k: v for k, v in settings.items() if v is not None}
         kwargs.update(
             image=_resize(image.float(), size).to(self.device),

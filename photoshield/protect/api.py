@@ -61,19 +61,20 @@ def _facial(images: torch.Tensor, **options: Any) -> Objective:
 
 
 @register_method("encoder")
-def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_kind: str = "sd-img2img", **options: Any) -> Objective:
+def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_kind: str | None = None, **options: Any) -> Objective:
     from photoshield.protect.encoder import EncoderAttack
 
     if vae is None:
         if editor is None:
             raise PhotoshieldError(
                 "the encoder method needs a latent-diffusion VAE: pass editor=PATH_OR_HUB_ID (a diffusers "
-                "pipeline folder) or vae=AutoencoderKL (CLI: --editor PATH)"
+                "pipeline folder, or a registered editor such as editor-unet-small) or vae=AutoencoderKL "
+                "(CLI: --editor PATH)"
             )
-        from photoshield.models.diffusion import Editor, load_editor
+        from photoshield.models.diffusion import KINDS, as_editor
 
-        loaded = editor if isinstance(editor, Editor) else load_editor(editor, editor_kind, device=images.device)
-        vae = loaded.vae
+        kinds = (editor_kind,) if editor_kind else KINDS
+        vae = as_editor(editor, kinds, device=images.device, owner="encoder").vae
     return Objective(loss_fn=EncoderAttack(vae, **options).objective(images))
 
 

@@ -1,23 +1,23 @@
 """Train the watermark embedder and decoder (accelerate), with noise layers taken from ``attacks/``.
 
-Two stages, both resumable from one checkpoint (``<out>/checkpoint.pt``, tensors and numbers only,
-read back with ``torch.load(weights_only=True)``):
+Random crops of real photos (128 to 256 px, marked the way ``embed`` marks a full-size photo: the
+residual is made at the model's size, resized up, masked and added), random 96-bit words, a random
+diffusion timestep (mostly the DDIM steps sampling visits); the embedder predicts the watermarked
+x0, a noise layer attacks it, and the decoder's bit cross-entropy trains both. The residual's RMS is
+fixed by the model (image quality by design); training anneals it from a large value (where the
+decoder finds the bits at once) down to the shipped budget, and moves from easy noise (a warm-up) to
+the full set: differentiable JPEG, real JPEG and WebP (straight-through), resize, crop, blur, noise,
+colour changes, the round trip through ``autoencoder-small`` (the latent autoencoder trained here:
+DiffMark's deepfake simulation, since regeneration and face-swap pipelines re-encode every pixel)
+and the graphics face swap of ``attacks/deepfake.py`` (straight-through).
 
-1. the deepfake-simulation autoencoder: a small convolutional autoencoder trained here to
-   reconstruct photo crops (no pretrained one can be had); DiffMark trains its watermark through
-   such a round trip so that marks survive regeneration and face-swap pipelines;
-2. the watermark: random crops of real photos, random 96-bit words, a random diffusion timestep
-   (mostly the DDIM steps sampling visits); the embedder predicts the watermarked x0, a noise layer
-   attacks it, and the decoder's bit cross-entropy trains both. The residual's RMS is fixed by the
-   model (image quality by design); training anneals it from a larger value down to the shipped
-   budget, and moves from easy noise (a warm-up) to the full set: differentiable JPEG, real JPEG
-   and WebP (straight-through), resize, crop, blur, noise, colour changes, the autoencoder round
-   trip and, once ``attacks/deepfake.py`` provides it, the face swap (straight-through).
+One resumable checkpoint (``<out>/checkpoint.pt``, tensors and numbers only, read back with
+``torch.load(weights_only=True)``); metrics go to ``<out>/metrics.jsonl``.
 
     python -m photoshield.watermark.train --photos runs/watermark/photos --out runs/watermark \\
         --minutes 80 --export photoshield/assets/weights/watermark_diffmark.safetensors
 
-Run it again with the same ``--out`` to resume. Metrics go to ``<out>/metrics.jsonl``.
+Run it again with the same ``--out`` to resume.
 """
 
 from __future__ import annotations
@@ -38,39 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import MetricsLog, PhotoCrops, heldout_crops, load_checkpoint, psnr, save_checkpoint
-from .model import WatermarkConfig, WatermarkModel, perceptual_mask
+from ..image import resize_to
+from .model import WatermarkConfig, WatermarkModel, add_residual
 
-__all__ = ["PhotoCrops", "RoundTripAutoencoder", "TrainConfig", "NoiseLayers", "psnr", "train"]
-
-
-# --------------------------------------------------------------------------- deepfake simulation
-
-
-class RoundTripAutoencoder(nn.Module):
-    """A small convolutional autoencoder (8x downsampling, 8 latent channels): regeneration in miniature."""
-
-    def __init__(self, width: int = 32, latent: int = 8):
-        super().__init__()
-
-        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
-
-        self.encoder = nn.Sequential(block(3, width, 2), block(width, width, 2), block(width, 2 * width, 2),
-                                     nn.Conv2d(2 * width, latent, 1))
-        self.decoder = nn.Sequential(
-            nn.Conv2d(latent, 2 * width, 3, padding=1), nn.SiLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"), block(2 * width, width, 1),
-            nn.Upsample(scale_factor=2, mode="nearest"), block(width, width, 1),
-            nn.Upsample(scale_factor=2, mode="nearest"), block(width, width, 1),
-            nn.Conv2d(width, 3, 3, padding=1),
-        )  # fmt: skip
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2:]
-        pad_h, pad_w = (-height) % 8, (-width) % 8
-        x = F.pad(images * 2 - 1, (0, pad_w, 0, pad_h), mode="replicate")
-        out = self.decoder(self.encoder(x))[..., :height, :width]
-        return ((out + 1) / 2).clamp(0, 1)
+__all__ = ["PhotoCrops", "TrainConfig", "NoiseLayers", "psnr", "train"]
 
 
 # --------------------------------------------------------------------------- noise layers
@@ -88,7 +59,7 @@ def _straight_through(attack: Callable[[torch.Tensor], torch.Tensor]) -> Callabl
 class NoiseLayers:
     """Random attacks from ``photoshield.attacks`` (one per batch), plus the autoencoder round trip."""
 
-    def __init__(self, autoencoder: nn.Module | None, seed: int = 0):
+    def __init__(self, autoencoder: Callable[[torch.Tensor], torch.Tensor] | None, seed: int = 0):
         self.autoencoder = autoencoder
         self.rng = random.Random(seed)
         self.face_swap = self._face_swap()
@@ -171,13 +142,13 @@ class TrainConfig:
     """How long and how hard to train (the model's own sizes live in ``WatermarkConfig``)."""
 
     batch_size: int = 8
-    lr: float = 5e-4
+    lr: float = 1e-3
     minutes: float = 80.0
     max_steps: int = 100_000
-    ae_steps: int = 300
     warmup_steps: int = 300
-    rms_start: float = 0.03
-    rms_anneal_steps: int = 1500
+    rms_start: float = 0.08
+    rms_anneal_steps: int = 2500
+    cover_sizes: tuple[int, ...] = (128, 192, 256)  # covers at these sides, marked as full-size photos are
     checkpoint_minutes: float = 3.0
     eval_every: int = 200
     log_every: int = 10
@@ -220,23 +191,18 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
         model_config = WatermarkConfig.from_json(state["model_config"])
     model_config = model_config or WatermarkConfig()
     model = WatermarkModel(model_config)
-    autoencoder = RoundTripAutoencoder()
-    data = PhotoCrops(photos, model_config.size, "train", seed=config.seed)
+    data = PhotoCrops(photos, max(config.cover_sizes), "train", seed=config.seed)
     val = heldout_crops(photos, 256, 8)
-    ae_optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=2e-3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    step, ae_step, elapsed = 0, 0, 0.0
+    step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        autoencoder.load_state_dict(state["autoencoder"])
         optimizer.load_state_dict(state["optimizer"])
-        ae_optimizer.load_state_dict(state["ae_optimizer"])
-        step, ae_step, elapsed = int(state["step"]), int(state["ae_step"]), float(state["elapsed"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
         random.seed(config.seed + step)
         torch.manual_seed(config.seed + step)
-    model, autoencoder, optimizer, ae_optimizer = accelerator.prepare(model, autoencoder, optimizer, ae_optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: WatermarkModel = accelerator.unwrap_model(model)
-    raw_ae: RoundTripAutoencoder = accelerator.unwrap_model(autoencoder)
     device = accelerator.device
     started = time.monotonic() - elapsed
     log = MetricsLog(metrics_path, started)
@@ -244,40 +210,18 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
 
     def save() -> None:
         save_checkpoint(checkpoint_path, {
-            "model": raw_model.state_dict(), "autoencoder": raw_ae.state_dict(),
-            "optimizer": optimizer.state_dict(), "ae_optimizer": ae_optimizer.state_dict(),
-            "step": step, "ae_step": ae_step, "elapsed": time.monotonic() - started,
-            "model_config": raw_model.config.to_json(),
+            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "elapsed": time.monotonic() - started, "model_config": raw_model.config.to_json(),
         })  # fmt: skip
 
     write = log.write
-
     budget_s = config.minutes * 60
-    # ---- stage 1: the autoencoder
-    bar = tqdm(total=config.ae_steps, initial=ae_step, desc="autoencoder", disable=not progress)
-    while ae_step < config.ae_steps and time.monotonic() - started < budget_s:
-        batch = data.batch(config.batch_size).to(device)
-        loss = F.l1_loss(autoencoder(batch), batch)
-        ae_optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        ae_optimizer.step()
-        ae_step += 1
-        bar.update(1)
-        bar.set_postfix(l1=f"{loss.item():.4f}")
-        if ae_step % config.log_every == 0:
-            write({"stage": "autoencoder", "ae_step": ae_step, "ae_l1": round(loss.item(), 5)})
-        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-            save()
-            last_save = time.monotonic()
-    bar.close()
-    raw_ae.eval().requires_grad_(False)
-    save()
-    from safetensors.torch import save_file
+    from ..attacks import get
+    from ..models import load
 
-    save_file({k: v.contiguous() for k, v in raw_ae.state_dict().items()}, str(out / "autoencoder.safetensors"))
+    autoencoder = get("vae", model=load("autoencoder-small", device=device))
 
-    # ---- stage 2: the watermark
-    noise = NoiseLayers(raw_ae, seed=config.seed + step)
+    noise = NoiseLayers(autoencoder, seed=config.seed + step)
     embedder = raw_model.embedder
     sampling_t = embedder.inference_timesteps().to(device)
     bar = tqdm(total=config.max_steps, initial=step, desc="watermark", disable=not progress)
@@ -291,7 +235,9 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
         )
         for group in optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / 100)
-        cover = data.batch(config.batch_size).to(device)
+        side = random.choice(config.cover_sizes)
+        photo = resize_to(data.batch(config.batch_size).to(device), (side, side))
+        cover = resize_to(photo, (raw_model.config.size, raw_model.config.size))
         bits = torch.randint(0, 2, (cover.shape[0], raw_model.n_bits), device=device).float()
         if random.random() < 0.75:
             t = sampling_t[torch.randint(0, len(sampling_t), (cover.shape[0],))]
@@ -299,7 +245,7 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
             t = torch.randint(0, raw_model.config.num_train_timesteps, (cover.shape[0],), device=device)
         noisy = embedder.add_noise(cover, torch.randn_like(cover), t)
         x0 = embedder.predict_x0(noisy, t, cover, bits)
-        marked = (cover + perceptual_mask(cover) * (x0 - cover)).clamp(0, 1)
+        marked = add_residual(photo, x0 - cover)  # the residual made at size, added to the photo as embed() does
         attacked, attack = noise(marked, warmup)
         logits = raw_model.decode(attacked)
         loss = F.binary_cross_entropy_with_logits(logits, bits)
@@ -309,7 +255,7 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
         optimizer.step()
         step += 1
         accuracy = float(((logits > 0) == (bits > 0.5)).float().mean())
-        for key, value in (("loss", loss.item()), ("acc", accuracy), ("psnr", float(psnr(marked.detach(), cover).mean()))):
+        for key, value in (("loss", loss.item()), ("acc", accuracy), ("psnr", float(psnr(marked.detach(), photo).mean()))):
             running.setdefault(key, []).append(value)
         running.setdefault(f"acc_{attack}", []).append(accuracy)
         bar.update(1)
@@ -344,7 +290,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=TrainConfig.minutes, help="wall-clock budget, in total")
     parser.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--ae-steps", type=int, default=TrainConfig.ae_steps)
+    parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
+                        help="steps with mild noise only, at the start")
+    parser.add_argument("--rms-start", type=float, default=TrainConfig.rms_start,
+                        help="residual RMS at the start, annealed to the model's budget")
+    parser.add_argument("--rms-anneal-steps", type=int, default=TrainConfig.rms_anneal_steps)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--seed", type=int, default=0)
@@ -363,7 +313,8 @@ def main() -> None:
         print(f"wrote {args.export} (step {state['step']})")
         return
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
-                         ae_steps=args.ae_steps, seed=args.seed)
+                         warmup_steps=args.warmup_steps, rms_start=args.rms_start,
+                         rms_anneal_steps=args.rms_anneal_steps, seed=args.seed)
     train(args.photos, args.out, config, export=args.export)
 
 

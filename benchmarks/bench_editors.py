@@ -1,0 +1,211 @@
+"""The small trained editors: edit quality, how broken their edits are by protections, and regeneration.
+
+Three parts (each prints a markdown table; the README's editor tables come from here):
+
+- ``quality``: each editor's edit on held-out photos (``<photos>/heldout``, centre-cropped to 128 x 128;
+  the bundled scenes when that folder is missing): PSNR / SSIM of the edit against the reference edit
+  (:mod:`photoshield.models.edits`), next to the unedited photo's PSNR and the autoencoder round trip of
+  the reference (the ceiling the latent editors can reach), and both against that ceiling.
+- ``protection``: bundled face photos (128 x 128). For each editor, the attention protection (DeContext
+  on the DiT, FaceShield's attention term on the UNet), the encoder attack (PhotoGuard, on the editor's
+  autoencoder), the facial method and same-budget random noise, at each epsilon (standard preset): PSNR /
+  SSIM between the edits of the protected and the clean photo (lower = more broken), the DiT's
+  context-attention mass (protected / clean), the SFace similarity of the edit's face to the original
+  (independent judge; same person >= 0.363), and the same after JPEG quality 75 of the protected photo.
+- ``regeneration``: the invisible-watermark baselines (and ``watermark-diffmark`` when its weights are
+  present) on held-out photos at 256 px, under the autoencoder round trip and SDEdit with the UNet
+  editor's empty prompt (pure regeneration) at several noise levels: bit accuracy.
+
+    python benchmarks/bench_editors.py [--part quality protection regeneration] [--faces 4] [--epsilons 4 8 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+EDITORS = {"kontext": "editor-kontext-small", "unet": "editor-unet-small"}
+
+
+def square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre square crop resized to ``size``."""
+    from photoshield.image import resize_to
+
+    height, width = image.shape[-2:]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return resize_to(image[..., top : top + side, left : left + side], (size, size))
+
+
+def heldout_photos(folder: Path, size: int, limit: int) -> tuple[torch.Tensor, str]:
+    """Held-out training-set photos (or the bundled scenes), centre-cropped to ``size``."""
+    from photoshield.data import sample, samples
+    from photoshield.io import read_image
+
+    files = sorted((folder / "heldout").glob("*.png"))[:limit]
+    if files:
+        return torch.cat([square(read_image(path), size) for path in files]), f"{len(files)} held-out photos"
+    names = samples("scenes")[:limit]
+    return torch.cat([square(sample(name), size) for name in names]), f"{len(names)} bundled scenes"
+
+
+def part_quality(args: argparse.Namespace) -> None:
+    from photoshield import models
+    from photoshield.models.editors import KONTEXT_EDIT
+    from photoshield.models.edits import edit_names
+    from photoshield.models.train_editors import evaluate_edits
+
+    photos, what = heldout_photos(args.photos, 128, args.heldout)
+    print(f"\n### Edit quality ({what}, 128 x 128, each editor's default settings; PSNR in dB)\n")
+    print("Against the reference edit: the editor's edit, the unedited photo, and the autoencoder round trip of "
+          "the reference (the ceiling of a latent editor). Against that round trip: the edit, and the round trip "
+          "of the unedited photo (an editor that copies without editing).\n")
+    print("| editor | edit | edit | unedited | ceiling | edit vs ceiling | copy vs ceiling | s / edit |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in EDITORS.values():
+        editor = models.load(name, device="cpu")
+        for edit in [KONTEXT_EDIT] if editor.is_flux else edit_names():
+            started = time.perf_counter()
+            f = evaluate_edits(editor, photos, edits=[edit])
+            seconds = (time.perf_counter() - started) / len(photos)
+            print(f"| {name} | {edit} | {f['edit_psnr']:.2f} | {f['unedited_psnr']:.2f} | {f['autoencoder_psnr']:.2f} "
+                  f"| {f['edit_psnr_latent']:.2f} | {f['unedited_psnr_latent']:.2f} | {seconds:.2f} |", flush=True)
+
+
+def _sface():
+    from photoshield import models
+
+    return models.load("face-judge-sface", device="cpu")
+
+
+def _sface_similarity(judge, original: torch.Tensor, edited: torch.Tensor) -> float | None:
+    from photoshield.errors import PhotoshieldError
+
+    try:
+        return judge.similarity(original[0], edited[0])
+    except PhotoshieldError:  # the judge finds no face in the edit
+        return None
+
+
+def part_protection(args: argparse.Namespace) -> None:
+    from photoshield import attacks, models
+    from photoshield.data import sample, samples
+    from photoshield.evaluate.editing import edit_disruption, edit_photo, noise_baseline
+    from photoshield.models.editors import KONTEXT_PROMPT
+    from photoshield.models.edits import EDIT_PROMPTS
+    from photoshield.protect import protect
+
+    faces = [square(sample(name), 128) for name in samples("faces")[: args.faces]]
+    judge = _sface()
+    jpeg = attacks.get("jpeg", quality=75)
+    print(f"\n### Protection against the small editors ({len(faces)} bundled faces, 128 x 128, preset {args.preset})\n")
+    print("edit PSNR / SSIM: the protected photo's edit against the clean photo's edit (lower = more broken); "
+          "mass: DiT context-attention mass, protected / clean; SFace: the edit's face against the original "
+          "(same person >= 0.363; '-' = no face found in the edit).\n")
+    print("| editor | method | eps | edit PSNR | edit SSIM | mass | SFace | after JPEG 75: PSNR | SSIM | mass | SFace | s / photo |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for short, name in EDITORS.items():
+        editor = models.load(name, device="cpu")
+        prompt = KONTEXT_PROMPT if editor.is_flux else EDIT_PROMPTS["warm"]
+        clean_edits = [edit_photo(editor, face, prompt, seed=0) for face in faces]
+        clean_sface = [_sface_similarity(judge, face, edited) for face, edited in zip(faces, clean_edits)]
+        print(f"| {name} | (clean photo) | 0 | - | - | - | {_mean(clean_sface)} | - | - | - | - | - |")
+        for method in ("attention", "encoder", "facial", "noise"):
+            for eps in args.epsilons:
+                rows: dict[str, list] = {}
+                seconds = []
+                for face, clean_edit in zip(faces, clean_edits):
+                    started = time.perf_counter()
+                    if method == "noise":
+                        protected = noise_baseline(face, eps / 255, seed=3)
+                    else:
+                        options = {"editor": editor} if method in ("attention", "encoder") else {}
+                        if method == "attention" and editor.is_flux:
+                            options["prompts"] = [prompt]
+                        protected = protect(face, method=method, epsilon=eps / 255, preset=args.preset,
+                                            steps=args.steps, progress=False, **options).image
+                    seconds.append(time.perf_counter() - started)
+                    for label, photo in (("", protected), ("jpeg_", jpeg(protected))):
+                        figures = edit_disruption(editor, face, photo, prompt, faces=False, edited_clean=clean_edit,
+                                                  seed=0)
+                        rows.setdefault(label + "psnr", []).append(figures["psnr_db"])
+                        rows.setdefault(label + "ssim", []).append(figures["ssim"])
+                        rows.setdefault(label + "mass", []).append(figures.get("context_mass_ratio"))
+                        rows.setdefault(label + "sface", []).append(
+                            _sface_similarity(judge, face, edit_photo(editor, photo, prompt, seed=0)))
+                print(f"| {name} | {method} | {eps} | {_mean(rows['psnr'])} | {_mean(rows['ssim'], 3)} "
+                      f"| {_mean(rows['mass'])} | {_mean(rows['sface'])} | {_mean(rows['jpeg_psnr'])} "
+                      f"| {_mean(rows['jpeg_ssim'], 3)} | {_mean(rows['jpeg_mass'])} | {_mean(rows['jpeg_sface'])} "
+                      f"| {statistics.mean(seconds):.1f} |", flush=True)
+
+
+def _mean(values: list, digits: int = 2) -> str:
+    found = [v for v in values if v is not None]
+    if not found:
+        return "-"
+    text = f"{statistics.mean(found):.{digits}f}"
+    return text if len(found) == len(values) else f"{text} ({len(values) - len(found)} -)"
+
+
+def part_regeneration(args: argparse.Namespace) -> None:
+    from photoshield import attacks, models
+    from photoshield.errors import ModelNotFoundError
+    from photoshield.watermark.baselines import baseline, names
+
+    photos, what = heldout_photos(args.photos, 256, args.heldout)
+    unet = models.load("editor-unet-small", device="cpu")
+    vae = models.load("autoencoder-small", device="cpu")
+    grid = {"none": None, "autoencoder round trip": attacks.get("vae", model=vae, seed=0)}
+    for noise in args.sdedit:
+        grid[f"SDEdit {noise}"] = attacks.get("sdedit", model=unet, noise=noise, steps=20, seed=0)
+    marks = {name: baseline(name) for name in names()}
+    try:
+        from photoshield.watermark import load as load_watermark
+
+        marks["diffmark (photoshield)"] = load_watermark()
+    except ModelNotFoundError:
+        print("(watermark-diffmark weights not found: only the baselines are measured)")
+    print(f"\n### Regeneration with the small models against watermarks ({what}, 256 x 256): bit accuracy\n")
+    print("| watermark | " + " | ".join(grid) + " |")
+    print("|---|" + "---|" * len(grid))
+    generator = torch.Generator().manual_seed(0)
+    for label, mark in marks.items():
+        n_bits = getattr(mark, "bits", None) or mark.n_bits
+        bits = torch.randint(0, 2, (photos.shape[0], n_bits), generator=generator)
+        marked = mark.embed(photos, bits if hasattr(mark, "bits") else bits.float())
+        cells = []
+        for attack in grid.values():
+            seen = marked if attack is None else attack(marked).clamp(0, 1)
+            decoded = mark.decode(seen)
+            decoded = decoded if hasattr(mark, "bits") else (decoded > 0).long()
+            cells.append(f"{float((decoded.cpu() == bits).float().mean()) * 100:.1f} %")
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", nargs="+", default=["quality", "protection", "regeneration"],
+                        choices=["quality", "protection", "regeneration"])
+    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
+    parser.add_argument("--heldout", type=int, default=20, help="held-out photos for quality and regeneration")
+    parser.add_argument("--faces", type=int, default=4, help="bundled face photos for the protection table")
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[4, 8, 12], help="L_inf budgets in /255")
+    parser.add_argument("--preset", default="standard")
+    parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: the preset's)")
+    parser.add_argument("--sdedit", type=float, nargs="+", default=[0.2, 0.4, 0.6], help="SDEdit noise levels")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for part in args.part:
+        {"quality": part_quality, "protection": part_protection, "regeneration": part_regeneration}[part](args)
+
+
+if __name__ == "__main__":
+    main()
