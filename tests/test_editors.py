@@ -105,6 +105,10 @@ def test_training_lowers_the_loss_resumes_and_exports(kind, photos, tmp_path):
     out_image = editor.edit(torch.rand(1, 3, 40, 56), KONTEXT_PROMPT if kind == "flux-kontext" else EDIT_PROMPTS["warm"])
     assert out_image.shape == (1, 3, 40, 56)
 
+    settings["max_steps"] = 2  # a new run that starts from the exported weights
+    again = train(kind, photos, tmp_path / "again", EditorTrainConfig(**settings), init=export, progress=False)
+    assert _fixed_loss(again, EditorTrainConfig()) < 0.8 * before
+
 
 def test_a_file_that_is_not_an_editor_is_refused(tmp_path):
     from safetensors.torch import save_file

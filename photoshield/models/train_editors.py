@@ -20,7 +20,8 @@ unedited photo against it) is logged every ``eval_every`` steps.
     python -m photoshield.models.train_editors kontext --minutes 60 --threads 1 \\
         --export photoshield/assets/weights/editor_kontext_small.safetensors
 
-Run it again with the same ``--out`` (and a larger ``--minutes``) to resume from ``<out>/checkpoint.pt``.
+Run it again with the same ``--out`` (and a larger ``--minutes``) to resume from ``<out>/checkpoint.pt``;
+``--init FILE`` starts a new run from an exported editor (e.g. to train the shipped weights further).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import PhotoshieldError
 from ..training import MetricsLog, PhotoCrops, heldout_crops, load_checkpoint, psnr, save_checkpoint
 from .edits import EDIT_PROMPTS, apply_edit, edit_names
 from .editors import DEFAULTS, KONTEXT_EDIT, KONTEXT_PROMPT, default_configs, editor_components, save_editor
@@ -165,8 +167,12 @@ def _trainable(kind: str) -> list[str]:
 
 def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainConfig | None = None,
           export: str | Path | None = None, configs: dict[str, dict[str, Any]] | None = None,
-          progress: bool = True) -> Any:
-    """Train (or resume) a small editor of ``kind`` under ``out``; returns its Editor (and exports it)."""
+          progress: bool = True, init: str | Path | None = None) -> Any:
+    """Train (or resume) a small editor of ``kind`` under ``out``; returns its Editor (and exports it).
+
+    ``init``: an exported editor file (e.g. the shipped weights) to start from when ``out`` holds no
+    checkpoint yet: training goes on from there with a fresh optimizer.
+    """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -186,11 +192,19 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
     state = load_checkpoint(checkpoint_path)
     if state is not None:
         configs = json.loads(state["configs"])
-    configs = configs or default_configs(kind)
-    networks = _networks(kind, configs, seed=config.seed)
-    if state is not None:
+        networks = _networks(kind, configs, seed=config.seed)
         for name, module in networks.items():
             module.load_state_dict(state["networks"][name])
+    elif init is not None:
+        from .editors import load_networks, read_editor_file
+
+        init_kind, configs, _ = read_editor_file(init)
+        if init_kind != kind:
+            raise PhotoshieldError(f"{init}: holds a {init_kind} editor, not a {kind} one")
+        networks = load_networks(init)[1]
+    else:
+        configs = configs or default_configs(kind)
+        networks = _networks(kind, configs, seed=config.seed)
     pipe = pipeline_class(kind)(**editor_components(kind, networks, _shared_autoencoder(device)))
     pipe.set_progress_bar_config(disable=True)
     editor = Editor.from_pipeline(pipe, kind, device=device)  # freezes everything; re-enable what trains
@@ -294,6 +308,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, help="write the trained editor (safetensors) here at the end")
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    parser.add_argument("--init", type=Path, help="start from this exported editor (e.g. the shipped weights) "
+                        "when --out has no checkpoint")
     args = parser.parse_args()
     kind = KINDS[args.kind]
     out = args.out or Path("runs") / f"editor-{'kontext' if kind == 'flux-kontext' else 'unet'}"
@@ -306,7 +322,7 @@ def main() -> None:
         return
     config = EditorTrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
                                seed=args.seed)
-    train(kind, args.photos, out, config, export=args.export)
+    train(kind, args.photos, out, config, export=args.export, init=args.init)
 
 
 if __name__ == "__main__":

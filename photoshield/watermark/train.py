@@ -148,6 +148,7 @@ class TrainConfig:
     warmup_steps: int = 300
     rms_start: float = 0.08
     rms_anneal_steps: int = 2500
+    rms_final: float | None = None  # set the shipped residual RMS (the model's budget), e.g. on resuming
     cover_sizes: tuple[int, ...] = (128, 192, 256)  # covers at these sides, marked as full-size photos are
     checkpoint_minutes: float = 3.0
     eval_every: int = 200
@@ -190,6 +191,8 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
     if state is not None:
         model_config = WatermarkConfig.from_json(state["model_config"])
     model_config = model_config or WatermarkConfig()
+    if config.rms_final is not None:
+        model_config.residual_rms = float(config.rms_final)
     model = WatermarkModel(model_config)
     data = PhotoCrops(photos, max(config.cover_sizes), "train", seed=config.seed)
     val = heldout_crops(photos, 256, 8)
@@ -295,6 +298,7 @@ def main() -> None:
     parser.add_argument("--rms-start", type=float, default=TrainConfig.rms_start,
                         help="residual RMS at the start, annealed to the model's budget")
     parser.add_argument("--rms-anneal-steps", type=int, default=TrainConfig.rms_anneal_steps)
+    parser.add_argument("--rms-final", type=float, help="the shipped residual RMS (default: the model config's, 0.008)")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--seed", type=int, default=0)
@@ -314,7 +318,7 @@ def main() -> None:
         return
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
                          warmup_steps=args.warmup_steps, rms_start=args.rms_start,
-                         rms_anneal_steps=args.rms_anneal_steps, seed=args.seed)
+                         rms_anneal_steps=args.rms_anneal_steps, rms_final=args.rms_final, seed=args.seed)
     train(args.photos, args.out, config, export=args.export)
 
 
