@@ -200,9 +200,13 @@ def main() -> None:
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: the preset's)")
     parser.add_argument("--sdedit", type=float, nargs="+", default=[0.2, 0.4, 0.6], help="SDEdit noise levels")
+    parser.add_argument("--editors", nargs="+", default=list(EDITORS), choices=list(EDITORS))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    for short in list(EDITORS):
+        if short not in args.editors:
+            EDITORS.pop(short)
     for part in args.part:
         {"quality": part_quality, "protection": part_protection, "regeneration": part_regeneration}[part](args)
 

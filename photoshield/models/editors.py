@@ -83,7 +83,7 @@ UNET_CONFIG: dict[str, Any] = {
 #: Edit settings each editor was measured with (used when a caller leaves them unset).
 DEFAULTS = {
     "flux-kontext": {"num_inference_steps": 8},
-    "sd-img2img": {"num_inference_steps": 20, "strength": 0.6, "guidance_scale": 1.0},
+    "sd-img2img": {"num_inference_steps": 20, "strength": 0.35, "guidance_scale": 1.0},
 }
 
 
@@ -273,6 +273,9 @@ def _register() -> None:
 
 
 #: sha256 of the shipped weights (filled in when they are committed).
-SHA256: dict[str, str] = {}
+SHA256: dict[str, str] = {
+    "editor-kontext-small": "c1ddd1833a131cef0054211aee8510ca55431d3f9df033359d74e14af11da824",
+    "editor-unet-small": "7884eee34f31ecab394af95f659a869366d67ae981c3fc54d7203bdcad542b1a",
+}
 
 _register()
