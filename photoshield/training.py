@@ -8,6 +8,7 @@ metrics go to a JSON-lines file, one row per log step, each stamped with the tra
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import PhotoshieldError
 
-__all__ = ["MetricsLog", "PhotoCrops", "heldout_crops", "load_checkpoint", "psnr", "save_checkpoint"]
+__all__ = ["MetricsLog", "PhotoCrops", "heldout_crops", "load_checkpoint", "psnr", "save_checkpoint", "warmup_cosine_lr"]
 
 
 class PhotoCrops:
@@ -70,6 +71,13 @@ def heldout_crops(photos: str | Path, size: int, count: int, seed: int = 12345) 
     heldout = Path(photos) / "heldout"
     split = "heldout" if heldout.is_dir() and any(heldout.glob("*.png")) else "train"
     return PhotoCrops(photos, size, split, seed=seed).batch(count)
+
+
+def warmup_cosine_lr(lr: float, step: int, fraction: float, warmup_steps: int, floor: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``floor * lr`` over the wall-clock budget
+    (``fraction`` of it used so far)."""
+    warm = min(1.0, (step + 1) / max(1, warmup_steps))
+    return lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction))))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -25,3 +25,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    """A photos folder in the layout tools/fetch_training_photos.py writes (train/, heldout/), from small real photos."""
+    from photoshield.data import sample
+    from photoshield.image import resize_to
+    from photoshield.io import write_image
+
+    folder = tmp_path_factory.mktemp("photos")
+    for split, names in (("train", ["chelsea", "coffee", "astronaut"]), ("heldout", ["rocket"])):
+        (folder / split).mkdir()
+        for name in names:
+            image = sample(name)
+            write_image(resize_to(image, (96, round(96 * image.shape[-1] / image.shape[-2]))), folder / split / f"{name}.png")
+    return folder

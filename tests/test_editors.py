@@ -10,7 +10,6 @@ from photoshield.data import sample
 from photoshield.errors import PhotoshieldError
 from photoshield.evaluate.editing import edit_disruption, noise_baseline
 from photoshield.image import resize_to
-from photoshield.io import write_image
 from photoshield.models.editors import KONTEXT_PROMPT, default_configs, load_editor_file, read_editor_file
 from photoshield.models.edits import EDIT_PROMPTS, apply_edit, edit_names
 from photoshield.models.train_editors import EditorTrainConfig, evaluate_edits, train
@@ -37,16 +36,6 @@ def _tiny_configs(kind):
     return configs
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A photos folder in the layout tools/fetch_training_photos.py writes, from small real photos."""
-    folder = tmp_path_factory.mktemp("photos")
-    for split, names in (("train", ["chelsea", "coffee", "astronaut"]), ("heldout", ["rocket"])):
-        (folder / split).mkdir()
-        for name in names:
-            image = sample(name)
-            write_image(resize_to(image, (96, round(96 * image.shape[-1] / image.shape[-2]))), folder / split / f"{name}.png")
-    return folder
 
 
 def test_edits_are_distinct_grades_and_the_empty_one_is_the_identity():
@@ -67,7 +56,6 @@ def _fixed_loss(editor, config, seed=0):
     import random
 
     from photoshield.models.train_editors import kontext_loss, unet_loss
-    from photoshield.training import PhotoCrops
 
     images = torch.cat([resize_to(sample(name), (32, 32)) for name in ("chelsea", "coffee", "astronaut", "rocket")])
     torch.manual_seed(seed)

@@ -113,7 +113,9 @@ def test_every_bundled_file_is_registered_and_in_the_notice():
     for file in files:
         assert file.name in registered, f"{file.name} is bundled but no checkpoint names it"
         assert file.name in notice, f"{file.name} has no license/attribution in NOTICE"
-    assert sum(f.stat().st_size for f in files) < 60e6, "bundled weights above the 60 MB budget"
+    # converted face/SAM models ~38 MB, the autoencoder 2.6 MB, the two small editors 22.5 MB (issue budget 40 MB),
+    # room for the watermark (issue budget 30 MB)
+    assert sum(f.stat().st_size for f in files) < 100e6, "bundled weights above the 100 MB budget"
 
 
 def test_notice_is_built_from_the_fragments():

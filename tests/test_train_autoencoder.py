@@ -10,7 +10,6 @@ from photoshield.attacks import get
 from photoshield.data import sample
 from photoshield.errors import ModelNotFoundError, PhotoshieldError
 from photoshield.image import resize_to
-from photoshield.io import write_image
 from photoshield.models.autoencoder import (
     load_autoencoder_file,
     read_config,
@@ -31,16 +30,6 @@ TINY = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A photos folder in the layout tools/fetch_training_photos.py writes, from small real photos."""
-    folder = tmp_path_factory.mktemp("photos")
-    for split, names in (("train", ["chelsea", "coffee", "astronaut"]), ("heldout", ["rocket"])):
-        (folder / split).mkdir()
-        for name in names:
-            image = sample(name)
-            write_image(resize_to(image, (96, round(96 * image.shape[-1] / image.shape[-2]))), folder / split / f"{name}.png")
-    return folder
 
 
 def _config(**changes) -> AutoencoderTrainConfig:

@@ -5,24 +5,12 @@ import json
 import pytest
 import torch
 
-from photoshield.data import sample
-from photoshield.image import resize_to
-from photoshield.io import write_image
 from photoshield.watermark.model import WatermarkConfig, WatermarkModel
 from photoshield.watermark.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos")
-    for split, names in (("train", ["chelsea", "coffee", "astronaut"]), ("heldout", ["rocket"])):
-        (folder / split).mkdir()
-        for name in names:
-            image = sample(name)
-            write_image(resize_to(image, (96, round(96 * image.shape[-1] / image.shape[-2]))), folder / split / f"{name}.png")
-    return folder
 
 
 def _rows(path):

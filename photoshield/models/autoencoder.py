@@ -170,14 +170,10 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The ``AutoencoderKL(**config)`` arguments stored in a file written by :func:`save_autoencoder`."""
     import json
 
-    from safetensors import safe_open
+    from photoshield.models.registry import safetensors_metadata
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for non-safetensors files
-        raise PhotoshieldError(f"{path}: not a safetensors autoencoder file ({error})") from error
+    metadata = safetensors_metadata(path, "autoencoder file")
     if metadata.get("format") != _FORMAT or "config" not in metadata:
         raise PhotoshieldError(
             f"{path}: safetensors file has no autoencoder config; was it written by "

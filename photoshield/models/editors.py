@@ -190,14 +190,10 @@ def save_editor(kind: str, networks: dict[str, torch.nn.Module], path: str | os.
 
 def read_editor_file(path: str | os.PathLike) -> tuple[str, dict[str, dict[str, Any]], dict[str, str]]:
     """The kind, network configs and metadata of a file written by :func:`save_editor`."""
-    from safetensors import safe_open
+    from photoshield.models.registry import safetensors_metadata
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for non-safetensors files
-        raise PhotoshieldError(f"{path}: not a safetensors editor file ({error})") from error
+    metadata = safetensors_metadata(path, "editor file")
     if metadata.get("format") != _FORMAT:
         raise PhotoshieldError(f"{path}: not a photoshield editor file; was it written by train_editors --export?")
     return metadata["kind"], json.loads(metadata["configs"]), metadata

@@ -170,6 +170,17 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     return state
 
 
+def safetensors_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
+    """The metadata of a safetensors file; a clear error naming the file when it is not one (``what``: its kind)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for non-safetensors files
+        raise PhotoshieldError(f"{path}: not a safetensors {what} ({error})") from error
+
+
 def default_device() -> torch.device:
     """CUDA if present, then Apple MPS, else CPU."""
     if torch.cuda.is_available():

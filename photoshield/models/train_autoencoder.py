@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from ..training import (
     load_checkpoint,
     psnr,
     save_checkpoint,
+    warmup_cosine_lr,
 )
 from .autoencoder import (
     SMALL_CONFIG,
@@ -141,10 +141,7 @@ def latent_scaling_factor(vae: torch.nn.Module, images: torch.Tensor) -> float:
 
 
 def _learning_rate(config: AutoencoderTrainConfig, step: int, fraction: float) -> float:
-    """Linear warm-up, then cosine decay over the wall-clock budget (``fraction`` of it used)."""
-    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-    floor = config.min_lr_fraction
-    return config.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction))))
+    return warmup_cosine_lr(config.lr, step, fraction, config.warmup_steps, config.min_lr_fraction)
 
 
 def train(photos: str | Path, out: str | Path, config: AutoencoderTrainConfig | None = None,

@@ -40,7 +40,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PhotoshieldError
-from ..training import MetricsLog, PhotoCrops, heldout_crops, load_checkpoint, psnr, save_checkpoint
+from ..training import (
+    MetricsLog,
+    PhotoCrops,
+    heldout_crops,
+    load_checkpoint,
+    psnr,
+    save_checkpoint,
+    warmup_cosine_lr,
+)
 from .edits import EDIT_PROMPTS, apply_edit, edit_names
 from .editors import DEFAULTS, KONTEXT_EDIT, KONTEXT_PROMPT, default_configs, editor_components, save_editor
 
@@ -72,9 +80,7 @@ class EditorTrainConfig:
 
 
 def _learning_rate(config: EditorTrainConfig, step: int, fraction: float) -> float:
-    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-    floor = config.min_lr_fraction
-    return config.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction))))
+    return warmup_cosine_lr(config.lr, step, fraction, config.warmup_steps, config.min_lr_fraction)
 
 
 def _prompt_embeds(pipe: Any, prompts: list[str]) -> torch.Tensor:

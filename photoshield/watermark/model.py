@@ -320,14 +320,10 @@ class WatermarkModel(nn.Module):
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "WatermarkModel":
         """Rebuild a model from a file written by ``save``; a clear error for anything else."""
-        from safetensors import safe_open
+        from ..models.registry import safetensors_metadata
 
         path = Path(path)
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-        except Exception as error:  # safetensors raises its own error types for non-safetensors files
-            raise PhotoshieldError(f"{path}: not a safetensors watermark checkpoint ({error})") from error
+        metadata = safetensors_metadata(path, "watermark checkpoint")
         if "config" not in metadata:
             raise PhotoshieldError(f"{path}: safetensors file has no watermark config; was it written by WatermarkModel.save?")
         from safetensors.torch import load_file
