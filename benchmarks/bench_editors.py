@@ -107,8 +107,8 @@ def part_protection(args: argparse.Namespace) -> None:
     jpeg = attacks.get("jpeg", quality=75)
     print(f"\n### Protection against the small editors ({len(faces)} bundled faces, 128 x 128, preset {args.preset})\n")
     print("edit PSNR / SSIM: the protected photo's edit against the clean photo's edit (lower = more broken); "
-          "mass: DiT context-attention mass, protected / clean; SFace: the edit's face against the original "
-          "(same person >= 0.363; '-' = no face found in the edit).\n")
+          "mass: DiT context-attention mass, protected / clean (clean photo row: its absolute mass); "
+          "SFace: the edit's face against the original (same person >= 0.363; '-' = no face found in the edit).\n")
     print("| editor | method | eps | edit PSNR | edit SSIM | mass | SFace | after JPEG 75: PSNR | SSIM | mass | SFace | s / photo |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for short, name in EDITORS.items():
@@ -116,7 +116,13 @@ def part_protection(args: argparse.Namespace) -> None:
         prompt = KONTEXT_PROMPT if editor.is_flux else EDIT_PROMPTS["warm"]
         clean_edits = [edit_photo(editor, face, prompt, seed=0) for face in faces]
         clean_sface = [_sface_similarity(judge, face, edited) for face, edited in zip(faces, clean_edits)]
-        print(f"| {name} | (clean photo) | 0 | - | - | - | {_mean(clean_sface)} | - | - | - | - | - |")
+        clean_mass = "-"
+        if editor.is_flux:  # the absolute mass of the clean photos (the table's mass column is a ratio to it)
+            from photoshield.protect.attention import AttentionAttack
+
+            probe = AttentionAttack(editor, prompts=[prompt], faces=False, gradient_checkpointing=False)
+            clean_mass = _mean([float(probe.context_mass(face).mean()) for face in faces], 3)
+        print(f"| {name} | (clean photo) | 0 | - | - | {clean_mass} | {_mean(clean_sface)} | - | - | - | - | - |")
         for method in ("attention", "encoder", "facial", "noise"):
             for eps in args.epsilons:
                 rows: dict[str, list] = {}

@@ -164,12 +164,6 @@ def _load_cached(source: str, kind: str, device: str | None, dtype: torch.dtype 
     return load_editor(source, kind, device=device, dtype=dtype)
 
 
-def _registered_editors() -> dict[str, tuple[str, str]]:
-    from photoshield.models.editors import EDITORS
-
-    return EDITORS
-
-
 @functools.lru_cache(maxsize=4)
 def _load_registered(name: str, device: str | None) -> "Editor":
     from photoshield.models.registry import load
@@ -192,12 +186,14 @@ def as_editor(
     once per process (cached), a path's kind read from ``model_index.json``
     or taken as the first of ``kinds``; argument errors are raised as ``error`` prefixed by ``owner``.
     """
+    from photoshield.models.editors import EDITORS
+
     kinds = tuple(kinds)
     if isinstance(model, Editor):
         if model.kind not in kinds:
             raise error(f"{owner}: needs a {' or '.join(kinds)} editor, got a {model.kind} editor")
         return model
-    if isinstance(model, str) and model in _registered_editors():
+    if isinstance(model, str) and model in EDITORS:
         device_key = str(torch.empty(0, device=device).device) if device is not None else None
         editor = _load_registered(model, device_key)
         if editor.kind not in kinds:

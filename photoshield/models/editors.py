@@ -38,7 +38,7 @@ __all__ = [
     "KONTEXT_PROMPT",
     "editor_components",
     "load_editor_file",
-    "new_editor_components",
+    "build_editor",
     "save_editor",
 ]
 
@@ -136,13 +136,6 @@ def default_configs(kind: str) -> dict[str, dict[str, Any]]:
     return configs
 
 
-def new_editor_components(kind: str, seed: int = 0, device: str | torch.device = "cpu",
-                          configs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Pipeline components of a fresh (untrained) small editor of ``kind``, on the shared autoencoder."""
-    configs = configs or default_configs(kind)
-    return editor_components(kind, _networks(kind, configs, seed), _shared_autoencoder(device))
-
-
 def editor_components(kind: str, networks: dict[str, torch.nn.Module], vae: torch.nn.Module) -> dict[str, Any]:
     """Keyword arguments of the pipeline class of ``kind`` from its networks and autoencoder."""
     from photoshield.models.diffusion_tiny import tiny_clip_tokenizer, tiny_t5_tokenizer
@@ -158,10 +151,10 @@ def editor_components(kind: str, networks: dict[str, torch.nn.Module], vae: torc
 
 
 def _config_dict(module: torch.nn.Module) -> dict[str, Any]:
+    from photoshield.models.autoencoder import _public_config
+
     config = module.config
-    if hasattr(config, "to_diff_dict"):  # transformers
-        return config.to_diff_dict()
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(config).items() if not k.startswith("_")}
+    return config.to_diff_dict() if hasattr(config, "to_diff_dict") else _public_config(module)  # transformers / diffusers
 
 
 def save_editor(kind: str, networks: dict[str, torch.nn.Module], path: str | os.PathLike,
@@ -199,11 +192,12 @@ def read_editor_file(path: str | os.PathLike) -> tuple[str, dict[str, dict[str, 
     return metadata["kind"], json.loads(metadata["configs"]), metadata
 
 
-def load_networks(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[str, dict[str, torch.nn.Module]]:
-    """The kind and trained networks stored in an editor file."""
+def load_networks(path: str | os.PathLike, device: str | torch.device = "cpu"
+                  ) -> tuple[str, dict[str, torch.nn.Module], dict[str, str]]:
+    """The kind, trained networks and metadata stored in an editor file."""
     from safetensors.torch import load_file
 
-    kind, configs, _ = read_editor_file(path)
+    kind, configs, metadata = read_editor_file(path)
     networks = _networks(kind, configs)
     state = load_file(str(path))
     for name, module in networks.items():
@@ -213,29 +207,34 @@ def load_networks(path: str | os.PathLike, device: str | torch.device = "cpu") -
         if missing or unexpected:
             raise PhotoshieldError(f"{path}: {name} weights do not match its config "
                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return kind, {name: module.to(device) for name, module in networks.items()}
+    return kind, {name: module.to(device) for name, module in networks.items()}, metadata
+
+
+def build_editor(kind: str, networks: dict[str, torch.nn.Module], device: str | torch.device = "cpu") -> Any:
+    """A photoshield ``Editor`` over the real diffusers pipeline of ``kind`` made of ``networks`` and the
+    shared autoencoder, with the small editors' settings (frozen, as every Editor is)."""
+    from photoshield.models.diffusion import Editor, pipeline_class
+    from photoshield.models.diffusion_tiny import T5_LENGTH
+
+    pipe = pipeline_class(kind)(**editor_components(kind, networks, _shared_autoencoder(device)))
+    pipe.set_progress_bar_config(disable=True)
+    editor = Editor.from_pipeline(pipe, kind, device=device)
+    editor.defaults = dict(DEFAULTS[kind])
+    editor.max_sequence_length = T5_LENGTH  # the tiny T5 tokenizer's length (Kontext only reads it)
+    return editor
 
 
 def load_editor_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
     """Registry loader for the small editors: a photoshield ``Editor`` over a real diffusers pipeline."""
-    from photoshield.models.diffusion import Editor, pipeline_class
-    from photoshield.models.diffusion_tiny import T5_LENGTH
     from photoshield.models.registry import find, sha256_of
 
-    kind, networks = load_networks(path, device)
-    _, _, metadata = read_editor_file(path)
+    kind, networks, metadata = load_networks(path, device)
     autoencoder = find("autoencoder-small")
     expected = metadata.get("autoencoder_sha256")
     if expected and autoencoder is not None and sha256_of(autoencoder) != expected:
         raise PhotoshieldError(f"{path}: trained on a different autoencoder-small than {autoencoder}; "
                                "retrain the editor or restore the matching autoencoder")
-    pipe = pipeline_class(kind)(**editor_components(kind, networks, _shared_autoencoder(device)))
-    pipe.set_progress_bar_config(disable=True)
-    editor = Editor.from_pipeline(pipe, kind, device=device)
-    editor.defaults = dict(DEFAULTS[kind])
-    if kind == "flux-kontext":
-        editor.max_sequence_length = T5_LENGTH
-    return editor
+    return build_editor(kind, networks, device)
 
 
 def _register() -> None:

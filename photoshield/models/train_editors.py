@@ -50,7 +50,7 @@ from ..training import (
     warmup_cosine_lr,
 )
 from .edits import EDIT_PROMPTS, apply_edit, edit_names
-from .editors import DEFAULTS, KONTEXT_EDIT, KONTEXT_PROMPT, default_configs, editor_components, save_editor
+from .editors import KONTEXT_EDIT, KONTEXT_PROMPT, build_editor, default_configs, save_editor
 
 __all__ = ["EditorTrainConfig", "evaluate_edits", "train"]
 
@@ -182,9 +182,7 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from .diffusion import Editor, pipeline_class
-    from .diffusion_tiny import T5_LENGTH
-    from .editors import _networks, _shared_autoencoder
+    from .editors import _networks
 
     kind = KINDS[kind]
     config = config or EditorTrainConfig()
@@ -202,20 +200,16 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
         for name, module in networks.items():
             module.load_state_dict(state["networks"][name])
     elif init is not None:
-        from .editors import load_networks, read_editor_file
+        from .editors import load_networks
 
-        init_kind, configs, _ = read_editor_file(init)
+        init_kind, networks, metadata = load_networks(init)
         if init_kind != kind:
             raise PhotoshieldError(f"{init}: holds a {init_kind} editor, not a {kind} one")
-        networks = load_networks(init)[1]
+        configs = json.loads(metadata["configs"])
     else:
         configs = configs or default_configs(kind)
         networks = _networks(kind, configs, seed=config.seed)
-    pipe = pipeline_class(kind)(**editor_components(kind, networks, _shared_autoencoder(device)))
-    pipe.set_progress_bar_config(disable=True)
-    editor = Editor.from_pipeline(pipe, kind, device=device)  # freezes everything; re-enable what trains
-    editor.defaults = dict(DEFAULTS[kind])
-    editor.max_sequence_length = T5_LENGTH
+    editor = build_editor(kind, networks, device)  # freezes everything; re-enable what trains
     trained = [networks[name].requires_grad_(True).train() for name in _trainable(kind)]
     parameters = [p for module in trained for p in module.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=0.0)
