@@ -1,7 +1,7 @@
 """photoshield's watermark against the invisible-watermark baselines, and its empirical false-positive rate.
 
     python benchmarks/bench_watermark_peers.py [--model watermark-diffmark] [--photos runs/watermark/photos]
-        [--limit 20] [--fpr-crops 10000] [--json out.json]
+        [--limit 20] [--strengths 1 1.5] [--skip-baselines] [--fpr-crops 10000] [--json out.json]
 
 Peers: on the held-out photos (``<photos>/heldout``, never trained on; the bundled samples when that
 folder is missing) at their native sizes, each method marks every photo with a random payload
@@ -59,19 +59,20 @@ def attack_grid() -> dict:
 class Ours:
     """photoshield's watermark behind the same embed / bits interface as the baselines."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, strength: float = 1.0):
         from photoshield.watermark import load
 
         self.model = load(model, device="cpu")
         self.bits = self.model.n_bits
-        self.name = "photoshield (diffmark)"
+        self.strength = strength
+        self.name = "photoshield (diffmark)" + ("" if strength == 1.0 else f" strength {strength:g}")
 
     def embed(self, photo: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         from photoshield.watermark import embed, payload
 
         message = f"ID-{index:05d}"
         expected = payload.encode(message, key="peers")
-        return embed(photo, message, key="peers", model=self.model, seed=index), expected.long()
+        return embed(photo, message, key="peers", strength=self.strength, model=self.model, seed=index), expected.long()
 
     def read(self, image: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -102,7 +103,8 @@ def peers(args: argparse.Namespace) -> dict:
 
     photos, what = held_out(args.photos, args.limit)
     grid = attack_grid()
-    methods = [Ours(args.model)] + [Peer(name) for name in names()]
+    methods = [Ours(args.model, strength) for strength in args.strengths]
+    methods += [] if args.skip_baselines else [Peer(name) for name in names()]
     table = {}
     for method in methods:
         rows = {"psnr": [], "ssim": [], **{f"acc {a}": [] for a in grid}, **{f"tpr {a}": [] for a in grid}}
@@ -196,6 +198,8 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
     parser.add_argument("--limit", type=int, default=20, help="held-out photos for the peer table")
     parser.add_argument("--fpr-crops", type=int, default=10_000, help="clean crops for the false-positive rate (0: skip)")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[1.0], help="photoshield's embed strengths")
+    parser.add_argument("--skip-baselines", action="store_true", help="photoshield's rows only")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the figures here")

