@@ -255,15 +255,20 @@ def cmd_watermark(args: argparse.Namespace) -> int:
     model = load(args.model) if args.model else None
     if args.watermark_command == "embed":
         photo = read_photo(args.input)
-        marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed)
+        marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed,
+                       refine_steps=args.refine_steps)
         target = write_image(marked, args.output, quality=args.quality, metadata=photo)
         print(f"{args.input} -> {target}")
         return 0
-    result = verify(args.input, message=args.message, key=args.key, fpr=args.fpr, model=model)
+    if args.search and not args.message:
+        raise PhotoshieldError("--search needs --message: the search ranks crops and rotations by the bits that match it")
+    result = verify(args.input, message=args.message, key=args.key, fpr=args.fpr, model=model, search=args.search)
     accuracy = "n/a" if result.bit_accuracy is None else f"{100 * result.bit_accuracy:.2f} %"
     print(f"message:      {result.message!r}" if result.message is not None else "message:      (none decoded)")
     print(f"bit accuracy: {accuracy} of {result.n_bits} bits" + ("" if args.message else " (vs the nearest valid codeword)"))
     print(f"p-value:      {result.p_value:.3g}")
+    if result.geometry != "as is":
+        print(f"read through: {result.geometry}")
     print(f"decision:     {'DETECTED' if result.detected else 'not detected'} at false-positive rate {args.fpr:g}")
     return 0 if result.detected else EXIT_NOT_DETECTED
 
@@ -401,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     wm_embed.add_argument("--strength", type=float, default=1.0, help="residual strength (default 1.0)")
     wm_embed.add_argument("--quality", type=int, help="quality for lossy outputs (default 95)")
     wm_embed.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    wm_embed.add_argument("--refine-steps", type=int, default=60,
+                          help="steps adapting the mark to this photo at the same quality (default 60; 0: off)")
     wm_embed.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
     wm_verify = watermark_commands.add_parser(
         "verify", help="decode and test a photo; exit status 0 if detected, 1 if not, 2 on errors"
@@ -409,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     wm_verify.add_argument("--message", help="the message to test for (default: any message)")
     wm_verify.add_argument("--key", help="the key it was embedded with (default: the public key)")
     wm_verify.add_argument("--fpr", type=float, default=1e-6, help="false-positive rate of the decision (default 1e-6)")
+    wm_verify.add_argument("--search", action="store_true",
+                           help="also look through crops and rotations (needs --message; ~5 s; the p-value pays for the search)")
     wm_verify.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
 
     demo = commands.add_parser("demo", help="run the main job on a bundled photo, with no other input")

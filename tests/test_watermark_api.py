@@ -132,3 +132,66 @@ def test_shipped_model_detects_after_jpeg_75():
         marked = embed(photo, f"ID-{index}", key="owner")
         result = verify(get("jpeg", quality=75)(marked), f"ID-{index}", key="owner")
         assert result.detected, (index, result)
+
+
+def test_refinement_keeps_the_residual_rms(tiny):
+    model, _ = tiny
+    image = torch.rand(1, 3, 40, 56)
+    bits = P.encode("ID-1", key="k", schema=P.get_schema(96))[None].float()
+    with torch.no_grad():
+        residual = model.residual(image, bits, generator=torch.Generator().manual_seed(0))
+    refined = model.refine(image, residual, bits, steps=5)
+    assert refined.shape == residual.shape and not torch.equal(refined, residual)
+    assert torch.allclose(refined.norm(), residual.norm(), rtol=1e-4)
+
+
+def test_search_needs_a_message(tiny):
+    model, _ = tiny
+    with pytest.raises(Exception, match="needs the message"):
+        verify(torch.rand(1, 3, 32, 32), model=model, search=True)
+
+
+def test_search_grid_size_counts_every_geometry():
+    from photoshield.watermark.sync import n_hypotheses
+
+    size, min_area, degrees = 16, 0.5, 3
+    crops = [(side, top, left) for side in range(12, size) for top in range(size - side + 1)
+             for left in range(size - side + 1)]
+    assert n_hypotheses(size, min_area, degrees) == 1 + len(crops) + 2 * degrees
+
+
+@needs_weights
+@pytest.mark.slow
+def test_refinement_raises_bit_accuracy_at_the_same_quality():
+    from photoshield.attacks import get
+    from photoshield.evaluate.metrics import psnr
+
+    model = load("watermark-diffmark", device="cpu")
+    plain, refined = [], []
+    for index, photo in enumerate(_photos()):
+        bits = P.encode(f"ID-{index}", key="owner")
+        for steps, accuracies in ((0, plain), (60, refined)):
+            marked = embed(photo, f"ID-{index}", key="owner", model=model, refine_steps=steps)
+            if steps:
+                assert psnr(marked, photo) > 33.0
+            read = (model.decode(get("jpeg", quality=50)(marked))[0] > 0).long()
+            accuracies.append(float((read == bits).float().mean()))
+    assert min(refined) >= 0.93 and np.mean(refined) > np.mean(plain) + 0.04, (plain, refined)
+
+
+@needs_weights
+@pytest.mark.slow
+def test_search_finds_the_mark_through_a_crop_and_a_rotation():
+    from photoshield.attacks import get
+    from photoshield.io import read_image
+    from pathlib import Path
+
+    photo = read_image(Path(__file__).resolve().parent.parent / "photoshield" / "assets" / "samples" / "chelsea.png")
+    marked = embed(photo, "ID-7", key="owner")
+    for attack in (get("crop", area=0.6, position="random", seed=1), get("rotation", degrees=5)):
+        copy = attack(marked)
+        assert not verify(copy, "ID-7", key="owner").detected
+        found = verify(copy, "ID-7", key="owner", search=True)
+        assert found.detected and found.geometry != "as is", found
+    clean = verify(photo, "ID-7", key="owner", search=True, fpr=1e-2)
+    assert not clean.detected and clean.p_value > 1e-2, clean
