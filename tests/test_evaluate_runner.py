@@ -243,3 +243,23 @@ def test_segmentation_columns_with_a_sam_folder(tmp_path, one_thread):
     assert float(rows["clean", "noise:sigma=0.1"]["seg_miou"]) < 0.99
     summary = json.loads((tmp_path / "out" / "results.json").read_text())["summary"]
     assert summary[0]["seg_miou"] == float(rows["clean", "noise:sigma=0.1"]["seg_miou"])
+
+
+@pytest.mark.slow
+def test_photoshield_watermark_rows_with_the_shipped_weights(tmp_path, one_thread):
+    from photoshield.models import registry
+
+    if registry.find("watermark-diffmark") is None:
+        pytest.skip("watermark-diffmark weights not committed")
+    config = {"inputs": ["chelsea"], "methods": ["clean", "watermark", "watermark:search=1"],
+              "attacks": ["jpeg:quality=50", "crop:area=0.6"], "max_side": 320, "seed": 1, "progress": False,
+              "judges": [], "output": str(tmp_path / "out")}
+    run(EvalConfig.from_dict(config))
+    rows = {(r["method"], r["attack"]): r for r in _rows(tmp_path / "out")}
+    jpeg = rows[("watermark", "jpeg:quality=50")]
+    assert float(jpeg["bit_accuracy"]) >= 0.95 and jpeg["detected"] == "true", jpeg
+    assert float(jpeg["psnr"]) > 33
+    assert rows[("watermark", "crop:area=0.6")]["detected"] == "false"
+    searched = rows[("watermark:search=1", "crop:area=0.6")]
+    assert searched["detected"] == "true", searched
+    assert rows[("clean", "jpeg:quality=50")]["detected"] in ("", "false")

@@ -549,7 +549,8 @@ class _Methods:
 
         message = int(torch.randint(0, 2**20, (1,), generator=generator))  # a per-row owner id
         marked = watermark.embed(image, message, key=options.get("key"), strength=float(options.get("strength", 1.0)),
-                                 model=options.get("model"), seed=seed % 2**31)
+                                 model=options.get("model"), seed=seed % 2**31,
+                                 refine_steps=int(options.get("refine_steps", watermark.DEFAULT_REFINE_STEPS)))
         return _Output(marked.cpu(), "marked", message)
 
     def decode(self, spec: MethodSpec, image: torch.Tensor) -> torch.Tensor:
@@ -560,7 +561,9 @@ class _Methods:
         import photoshield.watermark as watermark
 
         options = spec.options
-        found = watermark.verify(image, message=message, key=options.get("key"), fpr=fpr, model=options.get("model"))
+        search = str(options.get("search", "0")).lower() in ("1", "true", "yes")
+        found = watermark.verify(image, message=message, key=options.get("key"), fpr=fpr, model=options.get("model"),
+                                 search=search)
         return {"bit_accuracy": found.bit_accuracy, "p_value": found.p_value, "detected": bool(found.detected)}
 
 

@@ -24,7 +24,7 @@ from ..image import ImageLike, check_image, to_pil, to_tensor
 from . import payload
 from .payload import DEFAULT_FPR, Message, MessageTooLongError, PayloadError
 
-__all__ = ["DEFAULT_FPR", "MessageTooLongError", "PayloadError", "VerifyResult", "embed", "load", "verify"]
+__all__ = ["DEFAULT_FPR", "DEFAULT_REFINE_STEPS", "MessageTooLongError", "PayloadError", "VerifyResult", "embed", "load", "verify"]
 
 ImageInput = Union[ImageLike, str, os.PathLike]
 

@@ -9,7 +9,7 @@ bit's pattern away from where the decoder looks. ``search_logits`` undoes each c
   integer ``w`` from ``min_area`` up and every integer offset: the copy is resized to ``w`` x ``w``,
   placed there, and the rest of the canvas is filled by edge replication;
 - rotations: every whole degree from -``max_degrees`` to ``max_degrees`` (0 excluded), undone about
-  the centre.
+  the centre at the copy's own aspect ratio.
 
 That fine grid has ``n_hypotheses`` entries (about 19,000 at the defaults). It is searched coarse to
 fine (every ``coarse``-th size and offset, then a local search around the best few), which finds the
@@ -95,12 +95,17 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
     if image.shape[0] != 1:
         raise ValueError("search_logits takes one image at a time")
     square = resize_to(image, (size, size))
+    # rotations are undone at the copy's own aspect ratio (a rotation of a non-square photo is not a rotation
+    # of its square-resized copy), on a copy of at most 2 x size px, then resized to the square
+    height, width = image.shape[-2:]
+    shrink = min(1.0, 2 * size / max(height, width))
+    upright = resize_to(image, (max(1, round(height * shrink)), max(1, round(width * shrink))))
     low = _min_side(size, min_area)
     resized: dict[int, torch.Tensor] = {}
 
     def canvas(geometry: Geometry) -> torch.Tensor:
         if geometry.kind == "rotation":
-            return _rotation_canvas(square, geometry.degrees)
+            return resize_to(_rotation_canvas(upright, geometry.degrees), (size, size))
         if geometry.kind == "crop":
             if geometry.side not in resized:
                 resized[geometry.side] = resize_to(square, (geometry.side, geometry.side))

@@ -172,10 +172,49 @@ def evaluate(model: WatermarkModel, covers: torch.Tensor, seed: int = 0) -> dict
     return metrics
 
 
+def initial_weights(model: WatermarkModel, path: str | Path) -> list[str]:
+    """Copy every tensor of an exported model at ``path`` whose name and shape match; the names left as built.
+
+    A run can start from the shipped weights with some sizes changed (e.g. a finer message pattern and
+    read-out): the rest of the network keeps what it learned.
+    """
+    from safetensors.torch import load_file
+
+    source = load_file(str(path))
+    own = model.state_dict()
+    kept = {name: value for name, value in source.items() if name in own and own[name].shape == value.shape}
+    kept.update(_resampled_patterns(source, own))
+    model.load_state_dict(kept, strict=False)
+    return sorted(name for name in own if name not in kept)
+
+
+def _resampled_patterns(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The message pattern and the linear read-out at a new side, resampled from the old one (bilinear), so a
+    run that changes their size starts from what the old model wrote and read instead of from noise."""
+    out = {}
+    for name, axis in (("embedder.message_skip.weight", 0), ("embedder.message_skip.bias", 0),
+                       ("decoder.linear.weight", 1)):
+        if name not in source or name not in own or source[name].shape == own[name].shape:
+            continue
+        old_side = math.isqrt(source[name].shape[axis] // 3)
+        new_side = math.isqrt(own[name].shape[axis] // 3)
+        value = source[name].movedim(axis, -1)
+        lead = value.shape[:-1]
+        grid = value.reshape(-1, 3, old_side, old_side)
+        grid = F.interpolate(grid, size=(new_side, new_side), mode="bilinear", align_corners=False)
+        if name.startswith("decoder"):
+            grid = grid * (old_side / new_side) ** 2  # as many more inputs, each weighted less: same logit scale
+        out[name] = grid.reshape(*lead, -1).movedim(-1, axis).contiguous()
+    return out
+
+
 def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None,
           model_config: WatermarkConfig | None = None, export: str | Path | None = None,
-          progress: bool = True) -> WatermarkModel:
-    """Train (or resume) under ``out``; returns the model and, with ``export``, writes its weights there."""
+          progress: bool = True, init: str | Path | None = None) -> WatermarkModel:
+    """Train (or resume) under ``out``; returns the model and, with ``export``, writes its weights there.
+
+    ``init``: an exported model to start a new run from (ignored when ``out`` holds a checkpoint).
+    """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -193,6 +232,9 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
     if config.rms_final is not None:
         model_config.residual_rms = float(config.rms_final)
     model = WatermarkModel(model_config)
+    if state is None and init is not None:
+        fresh = initial_weights(model, init)
+        print(f"started from {init}; built anew: {', '.join(fresh) or 'nothing'}")
     data = PhotoCrops(photos, max(config.cover_sizes), "train", seed=config.seed)
     val = heldout_crops(photos, 256, 8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -302,6 +344,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, help="write the trained model (safetensors) here at the end")
+    parser.add_argument("--init", type=Path, help="start a new run from this exported model (tensors of the same "
+                        "name and shape are kept), e.g. photoshield/assets/weights/watermark_diffmark.safetensors")
+    parser.add_argument("--message-skip-size", type=int, help="side of the message pattern (new runs; default 32)")
+    parser.add_argument("--decoder-linear-size", type=int, help="side of the decoder's linear read-out (new runs; default 32)")
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -318,7 +364,15 @@ def main() -> None:
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
                          warmup_steps=args.warmup_steps, rms_start=args.rms_start,
                          rms_anneal_steps=args.rms_anneal_steps, rms_final=args.rms_final, seed=args.seed)
-    train(args.photos, args.out, config, export=args.export)
+    model_config = WatermarkConfig()
+    if args.init is not None:
+        from ..models.registry import safetensors_metadata
+
+        model_config = WatermarkConfig.from_json(safetensors_metadata(args.init, "watermark checkpoint")["config"])
+    for name in ("message_skip_size", "decoder_linear_size"):
+        if getattr(args, name) is not None:
+            setattr(model_config, name, getattr(args, name))
+    train(args.photos, args.out, config, model_config=model_config, export=args.export, init=args.init)
 
 
 if __name__ == "__main__":
