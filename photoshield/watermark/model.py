@@ -21,6 +21,9 @@ Any resolution: the model works on a ``size`` x ``size`` copy; the residual it a
 to the photo's own size, shaped by a luma/texture mask and added with a ``strength`` knob. The
 decoder reads any size the same way (an antialiased resize to ``size``), so a photo and its
 rescaled copies carry the same mark.
+
+Informed embedding (``refine``): the sampled residual is then adapted to the photo at hand, at the
+same RMS, until the decoder reads each bit with a margin despite the photo's own content.
 """
 
 from __future__ import annotations
