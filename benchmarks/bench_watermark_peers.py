@@ -164,17 +164,11 @@ def peers(args: argparse.Namespace) -> dict:
 def false_positives(args: argparse.Namespace) -> dict:
     from scipy import stats
 
-    from photoshield.io import read_image
     from photoshield.image import resize_to
     from photoshield.watermark import load, payload
 
     model = load(args.model, device="cpu")
-    files = sorted((args.photos / "train").glob("*.png")) + sorted((args.photos / "heldout").glob("*.png"))
-    if not files:
-        from photoshield.data import sample_path, samples
-
-        files = [sample_path(name) for name in samples()]
-    images = [read_image(path) for path in files]
+    images = clean_photos(args.photos)
     rng = random.Random(0)
     expected = payload.encode("ID-00042", key="fpr").numpy().astype(np.uint8)
     n_bits = len(expected)
@@ -213,12 +207,53 @@ def false_positives(args: argparse.Namespace) -> dict:
     return result
 
 
+def clean_photos(folder: Path) -> list[torch.Tensor]:
+    """The unmarked training and held-out photos (the bundled samples when they are not fetched)."""
+    from photoshield.io import read_image
+
+    files = sorted((folder / "train").glob("*.png")) + sorted((folder / "heldout").glob("*.png"))
+    if not files:
+        from photoshield.data import sample_path, samples
+
+        files = [sample_path(name) for name in samples()]
+    return [read_image(path) for path in files]
+
+
+def searched_false_positives(args: argparse.Namespace) -> dict:
+    """verify(search=True) on ``--fpr-search-crops`` clean crops: the share detected at several claimed rates."""
+    from photoshield.image import resize_to
+    from photoshield.watermark import load, verify
+
+    model = load(args.model, device="cpu")
+    images, rng, count = clean_photos(args.photos), random.Random(1), args.fpr_search_crops
+    p_values = []
+    for _ in range(count):
+        image = rng.choice(images)
+        height, width = image.shape[-2:]
+        crop_h, crop_w = rng.randint(min(128, height), height), rng.randint(min(128, width), width)
+        top, left = rng.randrange(height - crop_h + 1), rng.randrange(width - crop_w + 1)
+        crop = image[..., top : top + crop_h, left : left + crop_w]
+        if max(crop_h, crop_w) > 512:
+            scale = 512 / max(crop_h, crop_w)
+            crop = resize_to(crop, (max(1, round(crop_h * scale)), max(1, round(crop_w * scale))))
+        p_values.append(verify(crop, "ID-00042", key="fpr", model=model, search=True).p_value)
+    p = np.array(p_values)
+    rates = {f"search_fpr_at_{c:g}": float((p <= c).mean()) for c in (1e-1, 1e-2, 1e-3)}
+    print(f"\n### verify(search=True) on {count} clean crops\n")
+    print("| claimed FPR | 0.1 | 0.01 | 0.001 |\n|---|---|---|---|")
+    print("| measured | " + " | ".join(f"{rates[f'search_fpr_at_{c:g}']:.3f}" for c in (1e-1, 1e-2, 1e-3)) + " |")
+    print(f"smallest p-value: {p.min():.3g}")
+    return {"search_crops": count, **rates, "search_min_p": float(p.min())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="watermark-diffmark", help="registry name or checkpoint path")
     parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
     parser.add_argument("--limit", type=int, default=20, help="held-out photos for the peer table")
     parser.add_argument("--fpr-crops", type=int, default=10_000, help="clean crops for the false-positive rate (0: skip)")
+    parser.add_argument("--fpr-search-crops", type=int, default=0,
+                        help="clean crops verified with search=True (~5 s each; 0: skip)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[1.0], help="photoshield's embed strengths")
     parser.add_argument("--refine-steps", type=int, nargs="+", default=[60], help="photoshield's informed-embedding steps")
     parser.add_argument("--search", action="store_true",
@@ -234,6 +269,8 @@ def main() -> None:
         figures["peers"] = peers(args)
     if args.fpr_crops:
         figures["false_positives"] = false_positives(args)
+    if args.fpr_search_crops:
+        figures["false_positives_searched"] = searched_false_positives(args)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
