@@ -88,6 +88,10 @@ def test_cli_embed_and_verify(tiny, tmp_path, capsys):
     for field in ("message:", "bit accuracy:", "p-value:", "decision:"):
         assert field in text
     assert code == (0 if "DETECTED" in text else 1)
+    code = main(["watermark", "verify", str(out), "--message", "ID-9", "--key", "k", "--model", str(path), "--search"])
+    assert "decision:" in capsys.readouterr().out and code in (0, 1)
+    assert main(["watermark", "verify", str(out), "--model", str(path), "--search"]) == 2
+    assert "--search needs --message" in capsys.readouterr().err
     assert main(["watermark", "embed", str(source), "-o", str(out), "--message", "x" * 20,
                  "--model", str(path)]) == 2
     assert "at most 9 ASCII characters fit" in capsys.readouterr().err
