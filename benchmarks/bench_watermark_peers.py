@@ -164,7 +164,6 @@ def peers(args: argparse.Namespace) -> dict:
 def false_positives(args: argparse.Namespace) -> dict:
     from scipy import stats
 
-    from photoshield.image import resize_to
     from photoshield.watermark import load, payload
 
     model = load(args.model, device="cpu")
@@ -175,14 +174,7 @@ def false_positives(args: argparse.Namespace) -> dict:
     p_values, searched = [], 0
     started = time.perf_counter()
     for _ in range(args.fpr_crops):
-        image = rng.choice(images)
-        height, width = image.shape[-2:]
-        crop_h, crop_w = rng.randint(min(64, height), height), rng.randint(min(64, width), width)
-        top, left = rng.randrange(height - crop_h + 1), rng.randrange(width - crop_w + 1)
-        crop = image[..., top : top + crop_h, left : left + crop_w]
-        if max(crop_h, crop_w) > 512:
-            scale = 512 / max(crop_h, crop_w)
-            crop = resize_to(crop, (max(1, round(crop_h * scale)), max(1, round(crop_w * scale))))
+        crop = random_crop(rng.choice(images), rng, min_side=64)
         with torch.no_grad():
             hard = (model.decode(crop) > 0).numpy().astype(np.uint8)[0]
         p_values.append(payload.binomial_p_value(int((hard == expected).sum()), n_bits))
@@ -207,6 +199,20 @@ def false_positives(args: argparse.Namespace) -> dict:
     return result
 
 
+def random_crop(image: torch.Tensor, rng: random.Random, min_side: int, max_side: int = 512) -> torch.Tensor:
+    """A random crop of any aspect ratio (each side from ``min_side`` up), shrunk to at most ``max_side`` px."""
+    from photoshield.image import resize_to
+
+    height, width = image.shape[-2:]
+    crop_h, crop_w = rng.randint(min(min_side, height), height), rng.randint(min(min_side, width), width)
+    top, left = rng.randrange(height - crop_h + 1), rng.randrange(width - crop_w + 1)
+    crop = image[..., top : top + crop_h, left : left + crop_w]
+    if max(crop_h, crop_w) > max_side:
+        scale = max_side / max(crop_h, crop_w)
+        crop = resize_to(crop, (max(1, round(crop_h * scale)), max(1, round(crop_w * scale))))
+    return crop
+
+
 def clean_photos(folder: Path) -> list[torch.Tensor]:
     """The unmarked training and held-out photos (the bundled samples when they are not fetched)."""
     from photoshield.io import read_image
@@ -221,21 +227,13 @@ def clean_photos(folder: Path) -> list[torch.Tensor]:
 
 def searched_false_positives(args: argparse.Namespace) -> dict:
     """verify(search=True) on ``--fpr-search-crops`` clean crops: the share detected at several claimed rates."""
-    from photoshield.image import resize_to
     from photoshield.watermark import load, verify
 
     model = load(args.model, device="cpu")
     images, rng, count = clean_photos(args.photos), random.Random(1), args.fpr_search_crops
     p_values = []
     for _ in range(count):
-        image = rng.choice(images)
-        height, width = image.shape[-2:]
-        crop_h, crop_w = rng.randint(min(128, height), height), rng.randint(min(128, width), width)
-        top, left = rng.randrange(height - crop_h + 1), rng.randrange(width - crop_w + 1)
-        crop = image[..., top : top + crop_h, left : left + crop_w]
-        if max(crop_h, crop_w) > 512:
-            scale = 512 / max(crop_h, crop_w)
-            crop = resize_to(crop, (max(1, round(crop_h * scale)), max(1, round(crop_w * scale))))
+        crop = random_crop(rng.choice(images), rng, min_side=128)
         p_values.append(verify(crop, "ID-00042", key="fpr", model=model, search=True).p_value)
     p = np.array(p_values)
     rates = {f"search_fpr_at_{c:g}": float((p <= c).mean()) for c in (1e-1, 1e-2, 1e-3)}
