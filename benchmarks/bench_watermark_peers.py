@@ -1,7 +1,7 @@
 """photoshield's watermark against the invisible-watermark baselines, and its empirical false-positive rate.
 
     python benchmarks/bench_watermark_peers.py [--model watermark-diffmark] [--photos runs/watermark/photos]
-        [--limit 20] [--strengths 1 1.5] [--refine-steps 0 60] [--search] [--skip-baselines]
+        [--limit 20] [--strengths 1 1.5] [--refine-steps 0 60] [--search] [--refine-for-crops] [--skip-baselines]
         [--fpr-crops 10000] [--json out.json]
 
 Peers: on the held-out photos (``<photos>/heldout``, never trained on; the bundled samples when that
@@ -60,14 +60,16 @@ def attack_grid() -> dict:
 class Ours:
     """photoshield's watermark behind the same embed / bits interface as the baselines."""
 
-    def __init__(self, model: str, strength: float = 1.0, refine_steps: int = 60, search: bool = False):
+    def __init__(self, model: str, strength: float = 1.0, refine_steps: int = 60, search: bool = False,
+                 for_crops: bool = False):
         from photoshield.watermark import load
 
         self.model = load(model, device="cpu")
         self.bits = self.model.n_bits
-        self.strength, self.refine_steps, self.search = strength, refine_steps, search
+        self.strength, self.refine_steps, self.search, self.for_crops = strength, refine_steps, search, for_crops
         self.name = "photoshield (diffmark)" + ("" if strength == 1.0 else f" strength {strength:g}")
         self.name += " no refinement" if refine_steps == 0 else ("" if refine_steps == 60 else f" refine {refine_steps}")
+        self.name += " refined for crops" if for_crops else ""
         self.name += " + search" if search else ""
 
     def embed(self, photo: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,8 +77,11 @@ class Ours:
 
         message = f"ID-{index:05d}"
         expected = payload.encode(message, key="peers")
+        from photoshield.watermark.sync import RealignedCrop
+
+        through = (RealignedCrop(seed=index),) if self.for_crops else ()
         marked = embed(photo, message, key="peers", strength=self.strength, model=self.model, seed=index,
-                       refine_steps=self.refine_steps)
+                       refine_steps=self.refine_steps, refine_through=through)
         return marked, expected.long()
 
     def read(self, image: torch.Tensor) -> torch.Tensor:
@@ -118,6 +123,8 @@ def peers(args: argparse.Namespace) -> dict:
     grid = attack_grid()
     methods = [Ours(args.model, strength, steps) for strength in args.strengths for steps in args.refine_steps]
     methods += [Ours(args.model, strength, args.refine_steps[-1], search=True) for strength in args.strengths if args.search]
+    methods += [Ours(args.model, strength, args.refine_steps[-1], search=True, for_crops=True)
+                for strength in args.strengths if args.refine_for_crops]
     methods += [] if args.skip_baselines else [Peer(name) for name in names()]
     table = {}
     for method in methods:
@@ -256,6 +263,8 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, nargs="+", default=[60], help="photoshield's informed-embedding steps")
     parser.add_argument("--search", action="store_true",
                         help="also photoshield with verify(search=True) on the crop and rotation rows (~5 s a read)")
+    parser.add_argument("--refine-for-crops", action="store_true",
+                        help="also photoshield refined through sync.RealignedCrop, read with the search")
     parser.add_argument("--skip-baselines", action="store_true", help="photoshield's rows only")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--threads", type=int, default=2)

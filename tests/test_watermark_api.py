@@ -80,7 +80,7 @@ def test_cli_embed_and_verify(tiny, tmp_path, capsys):
     before = source.read_bytes()
     out = tmp_path / "marked.png"
     assert main(["watermark", "embed", str(source), "-o", str(out), "--message", "ID-9", "--key", "k",
-                 "--model", str(path)]) == 0
+                 "--model", str(path), "--refine-for-crops"]) == 0
     assert source.read_bytes() == before and read_image(out).shape == (1, 3, 40, 64)
     capsys.readouterr()
     code = main(["watermark", "verify", str(out), "--message", "ID-9", "--key", "k", "--model", str(path)])
@@ -199,3 +199,14 @@ def test_search_finds_the_mark_through_a_crop_and_a_rotation():
         assert found.detected and found.geometry != "as is", found
     clean = verify(photo, "ID-7", key="owner", search=True, fpr=1e-2)
     assert not clean.detected and clean.p_value > 1e-2, clean
+
+
+def test_realigned_crop_is_a_differentiable_partial_view():
+    from photoshield.watermark.sync import RealignedCrop
+
+    image = torch.rand(2, 3, 60, 90, requires_grad=True)
+    view = RealignedCrop(areas=(0.5, 0.6), size=32, seed=1)(image)
+    assert view.shape == (2, 3, 32, 32)
+    view.sum().backward()
+    used = image.grad.abs().sum(dim=(0, 1)) > 0
+    assert 0.3 < used.float().mean() < 0.9  # only the window's pixels feed the view

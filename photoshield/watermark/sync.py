@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..image import resize_to
 
-__all__ = ["Geometry", "SearchResult", "search_logits", "n_hypotheses"]
+__all__ = ["Geometry", "RealignedCrop", "SearchResult", "search_logits", "n_hypotheses"]
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -152,3 +152,26 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
             break
     best = max(seen, key=lambda g: seen[g][0])
     return SearchResult(seen[best][1], best, n_hypotheses(size, min_area, max_degrees))
+
+
+class RealignedCrop:
+    """A differentiable stand-in for "cropped, then re-synchronised by the search": a random window (``area``
+    in ``areas``, any position) of the image, resized to its side on the ``size`` px canvas and placed where
+    it came from, the rest filled by edge replication. Passed to ``WatermarkModel.refine(through=...)`` it
+    teaches the residual to read from part of the photo, which is what a searched crop gives the decoder."""
+
+    def __init__(self, areas: tuple[float, float] = (0.5, 0.9), size: int = 128, seed: int = 0):
+        self.areas, self.size = areas, size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        low, high = self.areas
+        draw = torch.rand(3, generator=self.generator).tolist()
+        side = max(2, min(self.size - 1, round(self.size * math.sqrt(low + (high - low) * draw[0]))))
+        top, left = round(draw[1] * (self.size - side)), round(draw[2] * (self.size - side))
+        height, width = images.shape[-2:]
+        rows = slice(round(top / self.size * height), round((top + side) / self.size * height))
+        columns = slice(round(left / self.size * width), round((left + side) / self.size * width))
+        window = resize_to(images[..., rows, columns], (side, side))
+        geometry = Geometry("crop", side, top, left)
+        return _crop_canvas({side: window}, self.size, geometry)
