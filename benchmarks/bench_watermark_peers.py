@@ -208,16 +208,13 @@ def false_positives(args: argparse.Namespace) -> dict:
 
 def random_crop(image: torch.Tensor, rng: random.Random, min_side: int, max_side: int = 512) -> torch.Tensor:
     """A random crop of any aspect ratio (each side from ``min_side`` up), shrunk to at most ``max_side`` px."""
-    from photoshield.image import resize_to
+    from photoshield.image import resize_to, working_size
 
     height, width = image.shape[-2:]
     crop_h, crop_w = rng.randint(min(min_side, height), height), rng.randint(min(min_side, width), width)
     top, left = rng.randrange(height - crop_h + 1), rng.randrange(width - crop_w + 1)
     crop = image[..., top : top + crop_h, left : left + crop_w]
-    if max(crop_h, crop_w) > max_side:
-        scale = max_side / max(crop_h, crop_w)
-        crop = resize_to(crop, (max(1, round(crop_h * scale)), max(1, round(crop_w * scale))))
-    return crop
+    return resize_to(crop, working_size(crop_h, crop_w, max_side))
 
 
 def clean_photos(folder: Path) -> list[torch.Tensor]:

@@ -250,7 +250,7 @@ EXIT_NOT_DETECTED = 1
 def cmd_watermark(args: argparse.Namespace) -> int:
     """``watermark embed IN -o OUT --message TEXT`` / ``watermark verify IN``: exit 0 detected, 1 not."""
     from photoshield.io import read_photo, write_image
-    from photoshield.watermark import embed, load, verify
+    from photoshield.watermark import DEFAULT_REFINE_STEPS, embed, load, verify
 
     model = load(args.model) if args.model else None
     if args.watermark_command == "embed":
@@ -261,7 +261,8 @@ def cmd_watermark(args: argparse.Namespace) -> int:
 
             through.append(RealignedCrop(seed=args.seed))
         marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed,
-                       refine_steps=args.refine_steps, refine_through=through)
+                       refine_steps=DEFAULT_REFINE_STEPS if args.refine_steps is None else args.refine_steps,
+                       refine_through=through)
         target = write_image(marked, args.output, quality=args.quality, metadata=photo)
         print(f"{args.input} -> {target}")
         return 0
@@ -411,8 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     wm_embed.add_argument("--strength", type=float, default=1.0, help="residual strength (default 1.0)")
     wm_embed.add_argument("--quality", type=int, help="quality for lossy outputs (default 95)")
     wm_embed.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    wm_embed.add_argument("--refine-steps", type=int, default=60,
-                          help="steps adapting the mark to this photo at the same quality (default 60; 0: off)")
+    wm_embed.add_argument("--refine-steps", type=int,
+                          help="steps adapting the mark to this photo at the same quality (default: the library's, 60; 0: off)")
     wm_embed.add_argument("--refine-for-crops", action="store_true",
                           help="also refine so that a cropped copy still reads (with verify --search; ~1 s more)")
     wm_embed.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")

@@ -561,9 +561,8 @@ class _Methods:
         import photoshield.watermark as watermark
 
         options = spec.options
-        search = str(options.get("search", "0")).lower() in ("1", "true", "yes")
         found = watermark.verify(image, message=message, key=options.get("key"), fpr=fpr, model=options.get("model"),
-                                 search=search)
+                                 search=bool(options.get("search", False)))
         return {"bit_accuracy": found.bit_accuracy, "p_value": found.p_value, "detected": bool(found.detected)}
 
 

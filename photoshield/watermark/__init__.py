@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_FPR", "DEFAULT_REFINE_STEPS", "MessageTooLongError", "Payloa
 ImageInput = Union[ImageLike, str, os.PathLike]
 
 _CACHE: dict[tuple[str, str], torch.nn.Module] = {}
-DEFAULT_REFINE_STEPS = 60  # informed-embedding steps (0.2-0.4 s a photo on 2 CPU cores)
+DEFAULT_REFINE_STEPS = 60  # informed-embedding steps (0.3-0.7 s a photo on 2 CPU cores)
 
 
 def load(name_or_path: str | os.PathLike = "watermark-diffmark", device: str | torch.device | None = None):

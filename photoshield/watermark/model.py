@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import PhotoshieldError
-from ..image import check_image, resize_to
+from ..image import check_image, resize_to, working_size
 
 __all__ = [
     "MessageEmbedding",
@@ -326,9 +326,7 @@ class WatermarkModel(nn.Module):
         decoder reads a ``size`` px copy anyway), so it costs the same for any photo size. ``through``:
         differentiable attacks (e.g. the ``autoencoder-small`` round trip) whose outputs must read too.
         """
-        height, width = images.shape[-2:]
-        scale = min(1.0, work_side / max(height, width))
-        work = resize_to(images, (max(8, round(height * scale)), max(8, round(width * scale))))
+        work = resize_to(images, working_size(*images.shape[-2:], work_side))
         mask = strength * perceptual_mask(work)
         signs = bits.to(images.dtype) * 2 - 1
         budget = residual.flatten(1).norm(dim=1).view(-1, 1, 1, 1)

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..image import resize_to
+from ..image import resize_to, working_size
 
 __all__ = ["Geometry", "RealignedCrop", "SearchResult", "search_logits", "n_hypotheses"]
 
@@ -71,10 +71,10 @@ def n_hypotheses(size: int = 128, min_area: float = 0.5, max_degrees: int = 20) 
     return 1 + crops + 2 * max_degrees
 
 
-def _crop_canvas(resized: dict[int, torch.Tensor], size: int, geometry: Geometry) -> torch.Tensor:
-    side = geometry.side
-    right, bottom = size - side - geometry.left, size - side - geometry.top
-    return F.pad(resized[side], (geometry.left, right, geometry.top, bottom), mode="replicate")
+def _crop_canvas(window: torch.Tensor, size: int, geometry: Geometry) -> torch.Tensor:
+    """The ``geometry.side`` px ``window`` placed at its offset on the ``size`` px canvas, edges replicated."""
+    right, bottom = size - geometry.side - geometry.left, size - geometry.side - geometry.top
+    return F.pad(window, (geometry.left, right, geometry.top, bottom), mode="replicate")
 
 
 def _rotation_canvas(image: torch.Tensor, degrees: int) -> torch.Tensor:
@@ -97,9 +97,7 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
     square = resize_to(image, (size, size))
     # rotations are undone at the copy's own aspect ratio (a rotation of a non-square photo is not a rotation
     # of its square-resized copy), on a copy of at most 2 x size px, then resized to the square
-    height, width = image.shape[-2:]
-    shrink = min(1.0, 2 * size / max(height, width))
-    upright = resize_to(image, (max(1, round(height * shrink)), max(1, round(width * shrink))))
+    upright = resize_to(image, working_size(*image.shape[-2:], 2 * size))
     low = _min_side(size, min_area)
     resized: dict[int, torch.Tensor] = {}
 
@@ -109,7 +107,7 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
         if geometry.kind == "crop":
             if geometry.side not in resized:
                 resized[geometry.side] = resize_to(square, (geometry.side, geometry.side))
-            return _crop_canvas(resized, size, geometry)
+            return _crop_canvas(resized[geometry.side], size, geometry)
         return square
 
     seen: dict[Geometry, tuple[float, torch.Tensor]] = {}
@@ -173,5 +171,4 @@ class RealignedCrop:
         rows = slice(round(top / self.size * height), round((top + side) / self.size * height))
         columns = slice(round(left / self.size * width), round((left + side) / self.size * width))
         window = resize_to(images[..., rows, columns], (side, side))
-        geometry = Geometry("crop", side, top, left)
-        return _crop_canvas({side: window}, self.size, geometry)
+        return _crop_canvas(window, self.size, Geometry("crop", side, top, left))
