@@ -77,9 +77,9 @@ class Ours:
 
         message = f"ID-{index:05d}"
         expected = payload.encode(message, key="peers")
-        from photoshield.watermark.sync import RealignedCrop
+        from photoshield.watermark.sync import realigned_crops
 
-        through = (RealignedCrop(seed=index),) if self.for_crops else ()
+        through = realigned_crops(seed=index) if self.for_crops else ()
         marked = embed(photo, message, key="peers", strength=self.strength, model=self.model, seed=index,
                        refine_steps=self.refine_steps, refine_through=through)
         return marked, expected.long()
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--search", action="store_true",
                         help="also photoshield with verify(search=True) on the crop and rotation rows (~5 s a read)")
     parser.add_argument("--refine-for-crops", action="store_true",
-                        help="also photoshield refined through sync.RealignedCrop, read with the search")
+                        help="also photoshield refined through sync.realigned_crops(), read with the search")
     parser.add_argument("--skip-baselines", action="store_true", help="photoshield's rows only")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--threads", type=int, default=2)

@@ -1,7 +1,7 @@
 """What limits the watermark decoder, and what informed embedding (``refine``) buys, on the bundled photos.
 
     python benchmarks/bench_watermark_refine.py [--model watermark-diffmark] [--strengths 1 0.5]
-        [--through-autoencoder] [--limit 21] [--threads 2]
+        [--through-autoencoder] [--parts decoder refinement capacity] [--limit 21] [--threads 2]
 
 Part 1, the decoder: for each photo, the spread (standard deviation over bits) of each decoder branch's
 logits on the unmarked photo (the CNN and the linear read-out), and the mean shift the mark gives each
@@ -11,6 +11,11 @@ on the unmarked photo than the mark shifts them are host interference, the sourc
 Part 2, refinement: mean PSNR and bit accuracy (clean, real JPEG 50, the ``autoencoder-small`` round
 trip) without refinement, with the default 60 steps, and (``--through-autoencoder``, at the first
 strength) refined through that round trip too.
+
+Part 3, capacity (``--parts capacity``): for each photo, the smallest change to it that makes the decoder
+read every bit right (its logits linearised in the image, which they are: the decoder reads a linear
+map of it; a quadratic programme solved in its dual), as a PSNR. Above that PSNR no additive mark,
+from any embedder, refined or not, can carry all 96 bits of that photo to this decoder.
 """
 
 from __future__ import annotations
@@ -41,25 +46,55 @@ def branch_logits(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return cnn, decoder.linear(small.flatten(1))[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="watermark-diffmark")
-    parser.add_argument("--strengths", type=float, nargs="+", default=[1.0, 0.5])
-    parser.add_argument("--through-autoencoder", action="store_true")
-    parser.add_argument("--limit", type=int, default=21)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def least_change_for_every_bit(model, photo: torch.Tensor, bits: torch.Tensor, margin: float = 0.0,
+                               iterations: int = 3000) -> torch.Tensor:
+    """The smallest (L2) change to ``photo`` that puts every bit's logit ``margin`` on its side.
 
-    from photoshield import attacks, data, models
+    min |d|^2 subject to s_b (h_b + J_b d) >= margin, with h the unmarked photo's logits and J their
+    Jacobian in the image; solved by projected gradient ascent on the dual (d = sum_b lambda_b s_b J_b,
+    lambda >= 0). Any additive mark, from any embedder, with or without a perceptual mask, changes the
+    photo at least this much to be read in full by this decoder.
+    """
+    change = torch.zeros_like(photo, requires_grad=True)
+    logits = model.decoder(photo + change)[0]
+    signs = bits.float() * 2 - 1
+    signed = torch.stack([torch.autograd.grad(logits[b], change, retain_graph=True)[0].flatten() * signs[b]
+                          for b in range(len(logits))])
+    gram = signed @ signed.T
+    need = margin - signs * logits.detach()
+    step = 1.0 / torch.linalg.eigvalsh(gram).max()
+    dual = torch.zeros_like(need)
+    for _ in range(iterations):
+        dual = (dual - step * (gram @ dual - need)).clamp_min(0)
+    return (signed.T @ dual).view_as(photo)
+
+
+def capacity(model, photos: dict[str, torch.Tensor], strengths: list[float]) -> None:
+    """Part 3: the PSNR at which each photo can still carry every bit, against the PSNR of each strength."""
     from photoshield.evaluate.metrics import psnr
-    from photoshield.watermark import embed, load, payload
+    from photoshield.watermark import embed, payload
 
-    model = load(args.model, device="cpu")
-    names = data.samples()[: args.limit]
-    photos = {name: data.sample(name) for name in names}
-    autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))
-    reads = {"clean": lambda x: x, "JPEG 50": attacks.get("jpeg", quality=50), "autoencoder": autoencoder}
+    print("\n### Capacity: the highest PSNR at which the decoder can read every bit of the photo\n")
+    print("| photo | all bits fit up to | " + " | ".join(f"strength {s:g}" for s in strengths) + " |")
+    print("|---|---|" + "---|" * len(strengths))
+    fits = {strength: 0 for strength in strengths}
+    for index, (name, photo) in enumerate(photos.items()):
+        message = f"ID-{index:05d}"
+        bits = payload.encode(message, key="bench")
+        change = least_change_for_every_bit(model, photo, bits)
+        ceiling = float(-10 * torch.log10(change.pow(2).mean()))
+        cells = []
+        for strength in strengths:
+            quality = float(psnr(embed(photo, message, key="bench", strength=strength, model=model, refine_steps=0), photo))
+            fits[strength] += ceiling >= quality
+            cells.append(f"{quality:.1f} dB" + (" (fits)" if ceiling >= quality else ""))
+        print(f"| {name} | {ceiling:.1f} dB | " + " | ".join(cells) + " |", flush=True)
+    print("\nphotos whose every bit fits: " + ", ".join(f"{fits[s]} of {len(photos)} at strength {s:g}" for s in strengths))
+
+
+def branches(model, photos: dict[str, torch.Tensor]) -> None:
+    """Part 1: each decoder branch's spread on the unmarked photo and the shift the mark gives it."""
+    from photoshield.watermark import embed, payload
 
     print("\n### The decoder's branches on unmarked photos and under the mark (strength 1, unrefined)\n")
     print("| photo | CNN spread | CNN shift | linear spread | linear shift |\n|---|---|---|---|---|")
@@ -73,9 +108,18 @@ def main() -> None:
             print(f"| {name} | {host_cnn.std():.2f} | {(signs * (mark_cnn - host_cnn)).mean():.2f} | "
                   f"{host_linear.std():.2f} | {(signs * (mark_linear - host_linear)).mean():.2f} |")
 
-    variants = [(strength, steps, ()) for strength in args.strengths for steps in (0, 60)]
-    if args.through_autoencoder:
-        variants.append((args.strengths[0], 60, (autoencoder,)))
+
+def refinement(model, photos: dict[str, torch.Tensor], strengths: list[float], through_autoencoder: bool) -> None:
+    """Part 2: PSNR and bit accuracy without and with refinement (and refined through the autoencoder)."""
+    from photoshield import attacks, models
+    from photoshield.evaluate.metrics import psnr
+    from photoshield.watermark import embed, payload
+
+    autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))
+    reads = {"clean": lambda x: x, "JPEG 50": attacks.get("jpeg", quality=50), "autoencoder": autoencoder}
+    variants = [(strength, steps, ()) for strength in strengths for steps in (0, 60)]
+    if through_autoencoder:
+        variants.append((strengths[0], 60, (autoencoder,)))
     print(f"\n### Refinement on {len(photos)} bundled photos: mean PSNR, bit accuracy % (minimum)\n")
     print("| strength | refinement | PSNR | " + " | ".join(reads) + " | s / photo |")
     print("|---|---|---|" + "---|" * (len(reads) + 1))
@@ -97,6 +141,32 @@ def main() -> None:
         cells = [f"{100 * np.mean(v):.1f} ({100 * np.min(v):.1f})" for v in accuracy.values()]
         print(f"| {strength:g} | {label} | {np.mean(quality):.2f} dB | " + " | ".join(cells) +
               f" | {np.mean(seconds):.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="watermark-diffmark")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[1.0, 0.5])
+    parser.add_argument("--through-autoencoder", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=("decoder", "refinement", "capacity"),
+                        default=["decoder", "refinement"], help="which parts to run (capacity: ~2 s a photo)")
+    parser.add_argument("--limit", type=int, default=21)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from photoshield import data
+    from photoshield.watermark import load
+
+    model = load(args.model, device="cpu")
+    photos = {name: data.sample(name) for name in data.samples()[: args.limit]}
+
+    if "decoder" in args.parts:
+        branches(model, photos)
+    if "refinement" in args.parts:
+        refinement(model, photos, args.strengths, args.through_autoencoder)
+    if "capacity" in args.parts:
+        capacity(model, photos, args.strengths)
 
 
 if __name__ == "__main__":

@@ -257,9 +257,9 @@ def cmd_watermark(args: argparse.Namespace) -> int:
         photo = read_photo(args.input)
         through = []
         if args.refine_for_crops:
-            from photoshield.watermark.sync import RealignedCrop
+            from photoshield.watermark.sync import realigned_crops
 
-            through.append(RealignedCrop(seed=args.seed))
+            through = realigned_crops(seed=args.seed)
         marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed,
                        refine_steps=DEFAULT_REFINE_STEPS if args.refine_steps is None else args.refine_steps,
                        refine_through=through)

@@ -134,8 +134,16 @@ def verify(image: ImageInput, message: Message | None = None, key: str | bytes |
     A batch of B > 1 images gives a list of results.
     """
     if search and message is None:
-        raise PhotoshieldError("verify(search=True) needs the message to test for: the search ranks crops and "
-                               "rotations by how many bits match it")
+        from .sync import n_hypotheses
+
+        wm = _resolve_model(model)
+        schema, grid = _schema(wm), n_hypotheses(wm.config.size)
+        best = 2 * grid * payload.search_p_value(0, schema)
+        raise PhotoshieldError(
+            "verify(search=True) needs the message to test for: the search ranks crops and rotations by how many "
+            f"bits match it, and without one even a perfect read through the best of the {grid:,} "
+            f"geometries could not be told from chance below p = {best:.1g} (every one of the 2**{schema.payload_bits} "
+            "messages at every geometry)")
     wm = _resolve_model(model)
     tensor, _ = _as_tensor(image)
     schema = _schema(wm)

@@ -314,15 +314,18 @@ class WatermarkModel(nn.Module):
         return add_residual(images, residual, strength)
 
     def refine(self, images: torch.Tensor, residual: torch.Tensor, bits: torch.Tensor, strength: float = 1.0,
-               steps: int = 60, margin: float = 0.3, work_side: int = 256,
+               steps: int = 60, margin: float = 0.2, reach: float = 2.0, work_side: int = 256,
                through: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
         """Informed embedding: move the residual, at its own RMS (same image quality), until the decoder
         reads every bit of *this* photo with a logit margin.
 
         The sampled residual is the same whatever the photo's content does to the decoder; the photo's own
         content pushes some bits' logits the wrong way (host interference, the main source of bit errors).
-        Normalised gradient steps on a hinge loss (only bits under the margin pull) projected back onto the
-        residual's RMS sphere correct exactly those bits. Done on a copy of at most ``work_side`` px (the
+        Normalised gradient steps on a ramp loss projected back onto the residual's RMS sphere correct
+        exactly those bits: only bits under the ``margin`` pull, and bits more than ``reach`` times the sampled
+        residual's mean logit shift below it stop pulling (at a tight budget, the residual is better spent on
+        the bits it can still win than spread over ones the photo's content holds firmly the wrong way; at
+        40 dB this lifts JPEG-50 bit accuracy from 90 to 94 %, ``bench_watermark_refine.py``). Done on a copy of at most ``work_side`` px (the
         decoder reads a ``size`` px copy anyway), so it costs the same for any photo size. ``through``:
         differentiable attacks (e.g. the ``autoencoder-small`` round trip) whose outputs must read too.
         """
@@ -331,16 +334,28 @@ class WatermarkModel(nn.Module):
         signs = bits.to(images.dtype) * 2 - 1
         budget = residual.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         current = residual.detach().clone()
+        with torch.no_grad():  # how far the sampled residual moves the logits its own way: the scale of "reach"
+            shift = signs * (self.decoder((work + mask * resize_to(current, tuple(work.shape[-2:]))).clamp(0, 1))
+                             - self.decoder(work))
+            cap = reach * shift.mean(dim=1, keepdim=True).clamp_min(1e-3)
+
+        def ramp(view: torch.Tensor) -> torch.Tensor:
+            return torch.minimum(F.relu(margin - signs * self.decoder(view)), cap).mean(dim=1)
+
         for index in range(steps):
             current.requires_grad_(True)
             marked = (work + mask * resize_to(current, tuple(work.shape[-2:]))).clamp(0, 1)
-            loss = sum(F.relu(margin - signs * self.decoder(view)).mean(dim=1)
-                       for view in [marked, *(attack(marked) for attack in through)])
+            loss = ramp(marked)  # the photo as it is counts as much as all the ``through`` views together
+            if through:
+                loss = loss + sum(ramp(attack(marked)) for attack in through) / len(through)
             if not bool((loss > 0).any()):
                 break
             (grad,) = torch.autograd.grad(loss.sum(), current)
             with torch.no_grad():
-                norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                norm = grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                if not bool((norm > 0).any()):  # every bit either won or out of reach
+                    break
+                norm = norm.clamp_min(1e-12)
                 step = budget * (0.15 * (1 - index / steps) + 0.005)
                 current = current - step * grad / norm
                 current = current * budget / current.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)

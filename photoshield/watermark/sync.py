@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..image import resize_to, working_size
 
-__all__ = ["Geometry", "RealignedCrop", "SearchResult", "search_logits", "n_hypotheses"]
+__all__ = ["Geometry", "RealignedCrop", "SearchResult", "n_hypotheses", "realigned_crops", "search_logits"]
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -172,3 +172,10 @@ class RealignedCrop:
         columns = slice(round(left / self.size * width), round((left + side) / self.size * width))
         window = resize_to(images[..., rows, columns], (side, side))
         return _crop_canvas(window, self.size, Geometry("crop", side, top, left))
+
+
+def realigned_crops(count: int = 4, size: int = 128, seed: int = 0) -> list[RealignedCrop]:
+    """``count`` independent ``RealignedCrop`` views for ``refine(through=...)``: each refinement step then
+    asks the mark to read from several parts of the photo at once, not from one (what ``embed`` with
+    ``refine_for_crops`` uses)."""
+    return [RealignedCrop(size=size, seed=seed * 1000 + index) for index in range(count)]
