@@ -32,28 +32,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def decoder_input(model, images: torch.Tensor) -> torch.Tensor:
+    """The decoder's ``size`` copy in [-1, 1], which both of its branches read."""
+    from photoshield.image import resize_to
+
+    return resize_to(images, (model.decoder.size,) * 2) * 2 - 1
+
+
 def features(model, images: torch.Tensor) -> torch.Tensor:
     """What the decoder's linear read-out sees: the high-passed ``linear_size`` copy, flattened."""
     from photoshield.image import resize_to
 
     decoder = model.decoder
-    x = resize_to(images, (decoder.size, decoder.size)) * 2 - 1
+    x = decoder_input(model, images)
     small = resize_to(x, (decoder.linear_size, decoder.linear_size))
     return (small - F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)).flatten(1)
 
 
-def statistics(model, folder: Path, crops_per_photo: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+def statistics(model, autoencoder, folder: Path, crops_per_photo: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
     """Host mean and covariance of the features, the autoencoder's error second moment, and the CNN's mean logits."""
     from tqdm import tqdm
 
     from bench_watermark_peers import random_crop
-    from photoshield import attacks, models
     from photoshield.io import read_image
 
     files = sorted((folder / "train").glob("*.png"))
     if not files:
         raise SystemExit(f"no training photos under {folder}/train: run python tools/fetch_training_photos.py")
-    autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))
     rng = random.Random(seed)
     host, errors, cnn = [], [], []
     decoder = model.decoder
@@ -66,8 +71,7 @@ def statistics(model, folder: Path, crops_per_photo: int = 6, seed: int = 0) -> 
                 if index < 2:
                     errors.append(features(model, autoencoder(crop)) - host[-1])
                 if index == 0:
-                    x = F.interpolate(crop, size=(decoder.size, decoder.size), mode="bilinear", antialias=True) * 2 - 1
-                    cnn.append(decoder.head(decoder.features(x))[0])
+                    cnn.append(decoder.head(decoder.features(decoder_input(model, crop)))[0])
     host_all, error_all = torch.cat(host).double(), torch.cat(errors).double()
     return {"mean": host_all.mean(0), "host": torch.cov(host_all.T), "ae": error_all.T @ error_all / len(error_all),
             "cnn": torch.stack(cnn).mean(0)}
@@ -94,20 +98,20 @@ def whitened(model, stats: dict[str, torch.Tensor], alpha: float, shrink: float,
     return new
 
 
-def measure(label: str, model, photos: list[torch.Tensor], strengths: list[float], through: tuple) -> None:
+def measure(label: str, model, autoencoder, photos: list[torch.Tensor], strengths: list[float], through: bool) -> None:
     """One table row per strength: PSNR and bit accuracy (mean, minimum) after the default refinement."""
-    from photoshield import attacks, models
+    from photoshield import attacks
     from photoshield.evaluate.metrics import psnr
     from photoshield.watermark import embed, payload
 
     reads = {"clean": lambda x: x, "JPEG 50": attacks.get("jpeg", quality=50),
-             "autoencoder": attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))}
+             "autoencoder": autoencoder}
     for strength in strengths:
         quality, accuracy, started = [], {read: [] for read in reads}, time.perf_counter()
         for index, photo in enumerate(photos):
             message = f"ID-{index:05d}"
             marked = embed(photo, message, key="bench", strength=strength, model=model,
-                           refine_through=(reads["autoencoder"],) if through else ())
+                           refine_through=(autoencoder,) if through else ())
             quality.append(float(psnr(marked, photo)))
             bits = payload.encode(message, key="bench")
             with torch.no_grad():
@@ -134,10 +138,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bench_watermark_peers import held_out
+    from photoshield import attacks, models
     from photoshield.watermark import load
 
     model = load(args.model, device="cpu")
-    candidate = whitened(model, statistics(model, args.photos), args.alpha, args.shrink, args.gain)
+    autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))
+    candidate = whitened(model, statistics(model, autoencoder, args.photos), args.alpha, args.shrink, args.gain)
     if args.save:
         candidate.save(args.save)
         print(f"wrote {args.save}")
@@ -146,7 +152,7 @@ def main() -> None:
           + (", refined through the autoencoder" if args.through_autoencoder else "") + "\n")
     print("| read-out | strength | PSNR | clean | JPEG 50 | autoencoder | s / photo |\n|---|---|---|---|---|---|---|")
     for label, each in (("shipped", model), (f"whitened (alpha {args.alpha:g}, shrink {args.shrink:g}, gain {args.gain:g})", candidate)):
-        measure(label, each, photos, args.strengths, args.through_autoencoder)
+        measure(label, each, autoencoder, photos, args.strengths, args.through_autoencoder)
 
 
 if __name__ == "__main__":
