@@ -27,23 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def branch_logits(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoder's two branches separately: CNN logits and linear read-out logits, (n_bits,) each."""
-    from photoshield.image import resize_to
-
     decoder = model.decoder
-    x = resize_to(images, (decoder.size, decoder.size)) * 2 - 1
-    cnn = decoder.head(decoder.features(x))[0]
+    cnn = decoder.cnn_logits(images)[0]
     if decoder.linear is None:
         return cnn, torch.zeros_like(cnn)
-    small = resize_to(x, (decoder.linear_size, decoder.linear_size))
-    small = small - F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)
-    return cnn, decoder.linear(small.flatten(1))[0]
+    return cnn, decoder.linear(decoder.linear_features(images))[0]
 
 
 def least_change_for_every_bit(model, photo: torch.Tensor, bits: torch.Tensor, margin: float = 0.0,

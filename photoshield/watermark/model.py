@@ -261,14 +261,24 @@ class WatermarkDecoder(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(previous * 16, 256), nn.SiLU(),
                                   nn.Linear(256, n_bits))
 
+    def scaled_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The ``size`` copy in [-1, 1] that both branches read."""
+        return resize_to(images, (self.size, self.size)) * 2 - 1
+
+    def linear_features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the linear read-out sees: the high-passed ``linear_size`` copy, flattened to (B, 3 * side * side)."""
+        small = resize_to(self.scaled_input(images), (self.linear_size, self.linear_size))
+        return (small - F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)).flatten(1)
+
+    def cnn_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The CNN branch's logits alone."""
+        return self.head(self.features(self.scaled_input(images)))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_image(images)
-        x = resize_to(images, (self.size, self.size)) * 2 - 1
-        logits = self.head(self.features(x))
+        logits = self.cnn_logits(images)
         if self.linear is not None:
-            small = resize_to(x, (self.linear_size, self.linear_size))
-            small = small - F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)
-            logits = logits + self.linear(small.flatten(1))
+            logits = logits + self.linear(self.linear_features(images))
         return logits
 
 

@@ -15,7 +15,7 @@ One resumable checkpoint (``<out>/checkpoint.pt``, tensors and numbers only, rea
 ``torch.load(weights_only=True)``); metrics go to ``<out>/metrics.jsonl``.
 
     python -m photoshield.watermark.train --photos runs/watermark/photos --out runs/watermark \\
-        --minutes 80 --export photoshield/assets/weights/watermark_diffmark.safetensors
+        --minutes 80 --export photoshield/assets/weights/watermark_diffmark.safetensors [--whiten]
 
 Run it again with the same ``--out`` to resume.
 """
@@ -349,6 +349,8 @@ def main() -> None:
     parser.add_argument("--message-skip-size", type=int, help="side of the message pattern (new runs; default 32)")
     parser.add_argument("--decoder-linear-size", type=int, help="side of the decoder's linear read-out (new runs; default 32)")
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    parser.add_argument("--whiten", action="store_true", help="whiten the decoder's read-out before exporting "
+                        "(photoshield.watermark.whiten, its default settings; the shipped model's last step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -358,8 +360,8 @@ def main() -> None:
         state = torch.load(args.out / "checkpoint.pt", map_location="cpu", weights_only=True)
         model = WatermarkModel(WatermarkConfig.from_json(state["model_config"]))
         model.load_state_dict(state["model"])
-        model.save(args.export)
-        print(f"wrote {args.export} (step {state['step']})")
+        _export(model, args.export, args.photos if args.whiten else None)
+        print(f"wrote {args.export} (step {state['step']}{', whitened' if args.whiten else ''})")
         return
     config = TrainConfig(batch_size=args.batch_size, lr=args.lr, minutes=args.minutes, max_steps=args.max_steps,
                          warmup_steps=args.warmup_steps, rms_start=args.rms_start,
@@ -372,7 +374,18 @@ def main() -> None:
     for name in ("message_skip_size", "decoder_linear_size"):
         if getattr(args, name) is not None:
             setattr(model_config, name, getattr(args, name))
-    train(args.photos, args.out, config, model_config=model_config, export=args.export, init=args.init)
+    model = train(args.photos, args.out, config, model_config=model_config, init=args.init)
+    if args.export is not None:
+        _export(model, args.export, args.photos if args.whiten else None)
+
+
+def _export(model: WatermarkModel, path: Path, whiten_on: Path | None) -> None:
+    """Write ``model`` to ``path``; with ``whiten_on`` (the photos folder), its whitened read-out instead."""
+    if whiten_on is not None:
+        from .whiten import whiten_from_photos
+
+        model = whiten_from_photos(model.cpu().eval(), whiten_on)
+    model.save(path)
 
 
 if __name__ == "__main__":

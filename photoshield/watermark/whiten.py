@@ -1,0 +1,173 @@
+"""Whiten the decoder's linear read-out against the statistics of real photos, in closed form.
+
+The trained decoder reads its bits through its linear read-out: logits = W f(x) + b, with f the
+high-passed ``linear_size`` copy of the image (its CNN branch barely moves under the mark,
+``benchmarks/bench_watermark_refine.py --parts decoder``). The photo's own f(x) leaks into every bit
+(host interference) and is what flips bits at a tight budget. For a given mark, the read-out that
+rejects it best is W' = W C^-1, with C the covariance of f over crops of the training photos, plus
+``alpha`` times the second moment of the error the ``autoencoder-small`` round trip makes in f (so the
+new read-out also leans on what survives regeneration), plus a small ridge. W''s rows keep W's norms
+times ``gain``, the bias centres the photos' mean (so a clean photo still reads fair-coin bits), and
+the embedder's message pattern becomes W''s adjoint: the pattern that moves each bit's logit most per
+unit of energy. A minute or two of statistics, no training.
+
+    python -m photoshield.watermark.whiten MODEL OUT [--photos runs/watermark/photos] [--crops 4000]
+
+``python -m photoshield.watermark.train ... --whiten`` runs it as the last step of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import PhotoshieldError
+from .model import WatermarkModel
+
+__all__ = ["FeatureStatistics", "feature_statistics", "photo_crops", "whiten", "whiten_from_photos"]
+
+DEFAULT_ALPHA, DEFAULT_SHRINK, DEFAULT_GAIN = 64.0, 1e-4, 2.0
+
+
+@dataclass
+class FeatureStatistics:
+    """What the read-out sees on real photos: mean and covariance of f, the autoencoder's error in f, mean CNN logits."""
+
+    mean: torch.Tensor  # (d,) float64
+    host: torch.Tensor  # (d, d) covariance of f over the crops
+    error: torch.Tensor  # (d, d) second moment of f(autoencoder(x)) - f(x); zeros without an autoencoder
+    cnn: torch.Tensor  # (n_bits,) mean logits of the decoder's CNN branch
+    count: int
+
+
+def photo_crops(photos: str | Path, count: int, side: int = 256, seed: int = 0, batch: int = 16) -> Iterable[torch.Tensor]:
+    """``count`` random crops of the training photos (the ones training sees), in batches of ``batch``."""
+    from ..training import PhotoCrops
+
+    crops = PhotoCrops(photos, side, "train", seed=seed)
+    for start in range(0, count, batch):
+        yield crops.batch(min(batch, count - start))
+
+
+def feature_statistics(model: WatermarkModel, crops: Iterable[torch.Tensor],
+                       autoencoder: Callable[[torch.Tensor], torch.Tensor] | None = None, error_every: int = 3,
+                       progress: bool = True) -> FeatureStatistics:
+    """Accumulate :class:`FeatureStatistics` over batches of crops; the autoencoder runs on every ``error_every``-th batch."""
+    from tqdm.auto import tqdm
+
+    decoder = model.decoder
+    if decoder.linear is None:
+        raise PhotoshieldError("this watermark model has no linear read-out to whiten (decoder_linear_size 0)")
+    dim = decoder.linear.in_features
+    total, outer = torch.zeros(dim, dtype=torch.float64), torch.zeros(dim, dim, dtype=torch.float64)
+    error_outer = torch.zeros(dim, dim, dtype=torch.float64)
+    cnn = torch.zeros(model.n_bits, dtype=torch.float64)
+    count = error_count = 0
+    with torch.no_grad():
+        for index, batch in enumerate(tqdm(crops, desc="read-out statistics", disable=not progress, unit="batch")):
+            batch = batch.to(next(decoder.parameters()).device)
+            features = decoder.linear_features(batch).double().cpu()
+            total += features.sum(0)
+            outer += features.T @ features
+            cnn += decoder.cnn_logits(batch).double().cpu().sum(0)
+            count += len(batch)
+            if autoencoder is not None and index % error_every == 0:
+                error = decoder.linear_features(autoencoder(batch)).double().cpu() - features
+                error_outer += error.T @ error
+                error_count += len(batch)
+    if count < 2:
+        raise PhotoshieldError("need at least two crops for read-out statistics")
+    mean = total / count
+    host = (outer - count * torch.outer(mean, mean)) / (count - 1)
+    return FeatureStatistics(mean, host, error_outer / max(1, error_count), cnn / count, count)
+
+
+def whiten(model: WatermarkModel, stats: FeatureStatistics, alpha: float = DEFAULT_ALPHA,
+           shrink: float = DEFAULT_SHRINK, gain: float = DEFAULT_GAIN) -> WatermarkModel:
+    """A copy of ``model`` with the read-out W (S_host + alpha S_error + ridge)^-1 and the message pattern matched to it."""
+    new = copy.deepcopy(model)
+    weight = model.decoder.linear.weight.detach().double().cpu()
+    dim = weight.shape[1]
+    ridge = shrink * torch.trace(stats.host) / dim
+    total = stats.host + alpha * stats.error + ridge * torch.eye(dim, dtype=torch.float64)
+    rows = torch.linalg.solve(total, weight.T).T
+    rows = gain * rows * weight.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    linear = new.decoder.linear
+    linear.weight.data = rows.to(linear.weight)
+    linear.bias.data = (-(rows @ stats.mean) - stats.cnn).to(linear.bias)
+
+    skip = new.embedder.message_skip
+    if skip is not None:
+        side, size = model.config.message_skip_size, model.config.size
+        pattern = torch.zeros(rows.shape[0], 3, side, side, device=skip.weight.device, requires_grad=True)
+        with torch.enable_grad():
+            upsampled = F.interpolate(pattern, size=(size, size), mode="bilinear", align_corners=False)
+            features = model.decoder.linear_features(upsampled)
+            (adjoint,) = torch.autograd.grad((features * rows.to(features)).sum(), pattern)
+        adjoint = adjoint.flatten(1).T  # (3 side^2, n_bits), the layout of message_skip's weight
+        skip.weight.data = (adjoint * skip.weight.norm() / adjoint.norm()).to(skip.weight)
+        skip.bias.data.zero_()
+    return new
+
+
+def resampled(model: WatermarkModel, side: int) -> WatermarkModel:
+    """A copy of ``model`` with its message pattern and linear read-out resampled to ``side`` (to whiten a finer read-out)."""
+    from .train import _resampled_patterns
+
+    config = copy.deepcopy(model.config)
+    config.message_skip_size = config.decoder_linear_size = side
+    new = WatermarkModel(config)
+    source, own = model.state_dict(), new.state_dict()
+    kept = {name: value for name, value in source.items() if name in own and own[name].shape == value.shape}
+    kept.update(_resampled_patterns(source, own))
+    new.load_state_dict(kept)
+    return new
+
+
+def whiten_from_photos(model: WatermarkModel, photos: str | Path, crops: int = 4000, alpha: float = DEFAULT_ALPHA,
+                       shrink: float = DEFAULT_SHRINK, gain: float = DEFAULT_GAIN, seed: int = 0,
+                       error_every: int = 3, progress: bool = True) -> WatermarkModel:
+    """Measure the statistics on ``crops`` random crops of ``photos``/train (through ``autoencoder-small``) and whiten."""
+    from ..attacks import get
+    from ..models import load
+
+    device = next(model.parameters()).device
+    autoencoder = get("vae", model=load("autoencoder-small", device=device))
+    stats = feature_statistics(model, photo_crops(photos, crops, seed=seed), autoencoder, error_every, progress)
+    return whiten(model, stats, alpha, shrink, gain)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="watermark checkpoint (or registry name) to start from")
+    parser.add_argument("out", type=Path, help="where to write the whitened checkpoint (safetensors)")
+    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
+    parser.add_argument("--crops", type=int, default=4000, help="random training crops for the statistics")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of the autoencoder's error")
+    parser.add_argument("--shrink", type=float, default=DEFAULT_SHRINK, help="ridge, in units of the mean variance")
+    parser.add_argument("--gain", type=float, default=DEFAULT_GAIN, help="read-out row norms relative to the old ones")
+    parser.add_argument("--side", type=int, help="resample the message pattern and read-out to this side first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from . import load
+
+    model = copy.deepcopy(load(args.model, device="cpu"))
+    if args.side and args.side != model.config.decoder_linear_size:
+        model = resampled(model, args.side)
+    whitened = whiten_from_photos(model, args.photos, args.crops, args.alpha, args.shrink, args.gain, args.seed)
+    whitened.save(args.out)
+    print(f"wrote {args.out} (read-out {whitened.config.decoder_linear_size} px, {args.crops} crops, "
+          f"alpha {args.alpha:g}, shrink {args.shrink:g}, gain {args.gain:g})")
+
+
+if __name__ == "__main__":
+    main()
