@@ -1,8 +1,8 @@
 """The whitened read-out (``photoshield.watermark.whiten``) against the model it starts from, on the held-out photos.
 
     python benchmarks/bench_watermark_whitening.py [--model watermark-diffmark] [--photos runs/watermark/photos]
-        [--limit 20] [--strengths 0.5 1] [--through-autoencoder] [--crops 4000] [--error-every 3] [--side 64]
-        [--alpha 64] [--shrink 1e-4] [--gain 2] [--save CKPT] [--skip-start]
+        [--limit 20] [--skip 0] [--strengths 0.5 1] [--through-autoencoder] [--crops 4000] [--error-every 3] [--side 64]
+        [--alpha 64 ...] [--shrink 1e-4 ...] [--gain 2 ...] [--stats CACHE] [--save CKPT] [--skip-start]
 
 The decoder reads its bits through its linear read-out, logits = W f(x) + b; ``whiten`` replaces W by
 W (S_host + alpha S_ae + ridge)^-1 from statistics of random crops of the *training* photos and moves the
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -55,14 +57,16 @@ def main() -> None:
     parser.add_argument("--model", default="watermark-diffmark")
     parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
     parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first held-out photos (e.g. the peer table's 10)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--through-autoencoder", action="store_true", help="refine through the round trip too")
     parser.add_argument("--crops", type=int, default=4000, help="training crops for the statistics")
     parser.add_argument("--error-every", type=int, default=3, help="autoencoder round trip on every n-th batch")
     parser.add_argument("--side", type=int, help="resample the pattern and read-out to this side before whitening")
-    parser.add_argument("--alpha", type=float, default=64.0, help="weight of the autoencoder's error")
-    parser.add_argument("--shrink", type=float, default=1e-4, help="ridge, in units of the mean host variance")
-    parser.add_argument("--gain", type=float, default=2.0, help="read-out row norms relative to the start's")
+    parser.add_argument("--alpha", type=float, nargs="+", default=[64.0], help="weight of the autoencoder's error")
+    parser.add_argument("--shrink", type=float, nargs="+", default=[1e-4], help="ridge, in units of the mean host variance")
+    parser.add_argument("--gain", type=float, nargs="+", default=[2.0], help="read-out row norms relative to the start's")
+    parser.add_argument("--stats", type=Path, help="cache of the statistics: read when it exists, else written")
     parser.add_argument("--save", type=Path, help="write the whitened model here")
     parser.add_argument("--skip-start", action="store_true", help="measure the whitened model only")
     parser.add_argument("--threads", type=int, default=2)
@@ -72,24 +76,36 @@ def main() -> None:
     from bench_watermark_peers import held_out
     from photoshield import attacks, models
     from photoshield.watermark import load
-    from photoshield.watermark.whiten import resampled, whiten_from_photos
+    from photoshield.watermark.whiten import FeatureStatistics, photo_statistics, resampled, whiten
 
     model = load(args.model, device="cpu")
     start = resampled(model, args.side) if args.side else copy.deepcopy(model)
-    candidate = whiten_from_photos(start, args.photos, args.crops, args.alpha, args.shrink, args.gain,
-                                   error_every=args.error_every)
-    if args.save:
-        candidate.save(args.save)
-        print(f"wrote {args.save}")
+    if args.stats and args.stats.exists():
+        stats = FeatureStatistics(**torch.load(args.stats, weights_only=True))
+    else:
+        stats = photo_statistics(start, args.photos, args.crops, error_every=args.error_every)
+        if args.stats:
+            torch.save(dataclasses.asdict(stats), args.stats)
+    settings = list(itertools.product(args.alpha, args.shrink, args.gain))
+    if args.save and len(settings) > 1:
+        parser.error("--save needs one alpha, one shrink and one gain")
     autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))
-    photos, described = held_out(args.photos, args.limit)
+    photos, described = held_out(args.photos, args.skip + args.limit)
+    photos = photos[args.skip:]
+    described = f"{described} (from number {args.skip + 1})" if args.skip else described
     print(f"\n### {args.model} vs its whitened read-out on {described}: bit accuracy % (minimum)"
           + (", refined through the autoencoder" if args.through_autoencoder else "") + "\n")
     print("| read-out | strength | PSNR | clean | JPEG 50 | autoencoder | s / photo |\n|---|---|---|---|---|---|---|")
-    label = (f"whitened{f' {args.side} px' if args.side else ''} (alpha {args.alpha:g}, shrink {args.shrink:g}, "
-             f"gain {args.gain:g}, {args.crops} crops)")
-    for name, each in ((("start", model),) if not args.skip_start else ()) + ((label, candidate),):
-        measure(name, each, autoencoder, photos, args.strengths, args.through_autoencoder)
+    if not args.skip_start:
+        measure("start", model, autoencoder, photos, args.strengths, args.through_autoencoder)
+    for alpha, shrink, gain in settings:
+        candidate = whiten(start, stats, alpha, shrink, gain)
+        if args.save:
+            candidate.save(args.save)
+            print(f"wrote {args.save}")
+        label = (f"whitened{f' {args.side} px' if args.side else ''} (alpha {alpha:g}, shrink {shrink:g}, "
+                 f"gain {gain:g}, {stats.count} crops)")
+        measure(label, candidate, autoencoder, photos, args.strengths, args.through_autoencoder)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from photoshield.attacks import get
+from photoshield.errors import PhotoshieldError
 from photoshield.watermark.model import WatermarkConfig, WatermarkModel
 from photoshield.watermark.whiten import feature_statistics, photo_crops, resampled, whiten
 
@@ -61,6 +62,9 @@ def test_whitened_message_pattern_writes_its_own_bits(crops):
     model = _tiny()
     new = whiten(model, feature_statistics(model, fit.split(32), progress=False))
     assert float(new.embedder.message_skip.bias.detach().abs().max()) == 0.0
+    assert new.config.extra["whitened"]["crops"] == len(fit) and "whitened" not in model.config.extra
+    with pytest.raises(PhotoshieldError, match="whitened already"):
+        whiten(new, feature_statistics(new, fit.split(32), progress=False))
     bits = torch.randint(0, 2, (len(held), model.n_bits), generator=torch.Generator().manual_seed(0)).float()
     side = new.config.message_skip_size
     with torch.no_grad():

