@@ -1,21 +1,25 @@
-"""The whitened read-out (``photoshield.watermark.whiten``) against the model it starts from, on the held-out photos.
+"""The whitened read-out (``photoshield.watermark.whiten``) against the trained model it starts from, on held-out photos.
 
-    python benchmarks/bench_watermark_whitening.py [--model watermark-diffmark] [--photos runs/watermark/photos]
-        [--limit 20] [--skip 0] [--strengths 0.5 1] [--through-autoencoder] [--crops 4000] [--error-every 3] [--side 64]
-        [--alpha 64 ...] [--shrink 1e-4 ...] [--gain 2 ...] [--stats CACHE] [--save CKPT] [--skip-start]
+    git show 6982c50:photoshield/assets/weights/watermark_diffmark.safetensors > runs/watermark/trained.safetensors
+    python benchmarks/bench_watermark_whitening.py [--model runs/watermark/trained.safetensors]
+        [--photos runs/watermark/photos] [--limit 20] [--skip 0] [--strengths 0.5 1] [--through-autoencoder]
+        [--side 64] [--crops 12000] [--error-every 4] [--alpha 64 ...] [--shrink 1e-3 ...] [--gain 2 ...]
+        [--stats CACHE] [--save CKPT] [--skip-start]
 
 The decoder reads its bits through its linear read-out, logits = W f(x) + b; ``whiten`` replaces W by
 W (S_host + alpha S_ae + ridge)^-1 from statistics of random crops of the *training* photos and moves the
 embedder's message pattern to the new read-out's adjoint (``--side``: resample both to a finer grid
-first). Both models are then measured the same way on the held-out photos at native sizes: mean PSNR
-and bit accuracy (clean, real JPEG 50, the autoencoder round trip; mean and worst photo) after the
-default 60-step refinement. ``--save`` writes the whitened model for every other script's ``--model``.
+first; 0 keeps the trained one). The defaults are the shipped recipe's. The start is the model training
+exported, before whitening (the shipped ``watermark-diffmark`` is whitened already; the command above
+takes the trained export from git history). Both are then measured the same way on the held-out photos
+at native sizes: mean PSNR and bit accuracy (clean, real JPEG 50, the autoencoder round trip; mean and
+worst photo) after the default refinement. ``--save`` writes the whitened model for every other
+script's ``--model``; ``--stats`` caches the statistics so a sweep of settings measures them once.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import itertools
 import sys
@@ -27,6 +31,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from photoshield.watermark.whiten import (  # noqa: E402
+    DEFAULT_ALPHA,
+    DEFAULT_CROPS,
+    DEFAULT_ERROR_EVERY,
+    DEFAULT_GAIN,
+    DEFAULT_SHRINK,
+    DEFAULT_SIDE,
+)
 
 
 def measure(label: str, model, autoencoder, photos: list[torch.Tensor], strengths: list[float], through: bool) -> None:
@@ -54,18 +67,23 @@ def measure(label: str, model, autoencoder, photos: list[torch.Tensor], strength
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="watermark-diffmark")
+    parser.add_argument("--model", type=Path, default=Path("runs/watermark/trained.safetensors"),
+                        help="the trained model before whitening (see the module docstring)")
     parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--skip", type=int, default=0, help="leave out the first held-out photos (e.g. the peer table's 10)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--through-autoencoder", action="store_true", help="refine through the round trip too")
-    parser.add_argument("--crops", type=int, default=4000, help="training crops for the statistics")
-    parser.add_argument("--error-every", type=int, default=3, help="autoencoder round trip on every n-th batch")
-    parser.add_argument("--side", type=int, help="resample the pattern and read-out to this side before whitening")
-    parser.add_argument("--alpha", type=float, nargs="+", default=[64.0], help="weight of the autoencoder's error")
-    parser.add_argument("--shrink", type=float, nargs="+", default=[1e-4], help="ridge, in units of the mean host variance")
-    parser.add_argument("--gain", type=float, nargs="+", default=[2.0], help="read-out row norms relative to the start's")
+    parser.add_argument("--side", type=int, default=DEFAULT_SIDE, help="resample the pattern and read-out to this "
+                        "side before whitening (0: keep)")
+    parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="training crops for the statistics")
+    parser.add_argument("--error-every", type=int, default=DEFAULT_ERROR_EVERY,
+                        help="autoencoder round trip on every n-th batch")
+    parser.add_argument("--alpha", type=float, nargs="+", default=[DEFAULT_ALPHA], help="weight of the autoencoder's error")
+    parser.add_argument("--shrink", type=float, nargs="+", default=[DEFAULT_SHRINK],
+                        help="ridge, in units of the mean host variance")
+    parser.add_argument("--gain", type=float, nargs="+", default=[DEFAULT_GAIN],
+                        help="read-out row norms relative to the start's")
     parser.add_argument("--stats", type=Path, help="cache of the statistics: read when it exists, else written")
     parser.add_argument("--save", type=Path, help="write the whitened model here")
     parser.add_argument("--skip-start", action="store_true", help="measure the whitened model only")
@@ -78,8 +96,11 @@ def main() -> None:
     from photoshield.watermark import load
     from photoshield.watermark.whiten import FeatureStatistics, photo_statistics, resampled, whiten
 
+    if not args.model.is_file():
+        parser.error(f"{args.model}: no trained (unwhitened) model there; get it with: git show "
+                     f"6982c50:photoshield/assets/weights/watermark_diffmark.safetensors > {args.model}")
     model = load(args.model, device="cpu")
-    start = resampled(model, args.side) if args.side else copy.deepcopy(model)
+    start = resampled(model, args.side) if args.side else model
     if args.stats and args.stats.exists():
         stats = FeatureStatistics(**torch.load(args.stats, weights_only=True))
     else:
@@ -103,7 +124,7 @@ def main() -> None:
         if args.save:
             candidate.save(args.save)
             print(f"wrote {args.save}")
-        label = (f"whitened{f' {args.side} px' if args.side else ''} (alpha {alpha:g}, shrink {shrink:g}, "
+        label = (f"whitened {start.config.decoder_linear_size} px (alpha {alpha:g}, shrink {shrink:g}, "
                  f"gain {gain:g}, {stats.count} crops)")
         measure(label, candidate, autoencoder, photos, args.strengths, args.through_autoencoder)
 
