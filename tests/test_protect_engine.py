@@ -134,3 +134,34 @@ def test_shaped_steps_keep_their_length():
     shaped = run_pgd(loss_fn, images, config, shaping=faceshield_shaper()).delta
     assert high_frequency_ratio(shaped) < high_frequency_ratio(plain)
     assert torch.allclose(shaped.norm(), plain.norm(), rtol=0.1)
+
+
+def test_a_stationary_clean_photo_is_left_along_a_seeded_random_direction():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(x):  # maximal at the clean photo: its gradient there is exactly zero
+        return 1 - ((x - images) ** 2).flatten(1).sum(1)
+
+    result = run_pgd(loss_fn, images, PGDConfig(epsilon=4 / 255, steps=3, step_size=1 / 255, progress=False))
+    assert (result.delta.flatten(1).abs().amax(1) > 0).all()
+    assert (result.loss_after < result.loss_before).all()
+    again = run_pgd(loss_fn, images, PGDConfig(epsilon=4 / 255, steps=3, step_size=1 / 255, progress=False))
+    assert torch.equal(result.delta, again.delta)
+
+
+def test_a_protection_that_cannot_lower_its_objective_reports_unchanged():
+    from photoshield.protect import api
+    from photoshield.protect.objective import Objective
+
+    @api.register_method("test-flat")
+    def _flat(images, **options):
+        return Objective(loss_fn=lambda x: torch.ones(x.shape[0]) + 0 * x.sum())
+
+    try:
+        photo = torch.rand(1, 3, 24, 24)
+        result = api.protect(photo, method="test-flat", steps=3, progress=False)
+    finally:
+        api._METHODS.pop("test-flat")
+    assert result.report["status"] == "unchanged", result.report
+    assert "did not lower the objective" in result.report["reason"]
+    assert torch.equal(result.image, photo) and result.report["linf_255"] == 0.0

@@ -232,3 +232,16 @@ def test_realigned_crop_is_a_differentiable_partial_view():
     view.sum().backward()
     used = image.grad.abs().sum(dim=(0, 1)) > 0
     assert 0.3 < used.float().mean() < 0.9  # only the window's pixels feed the view
+
+
+@needs_weights
+@pytest.mark.slow
+def test_shipped_model_does_not_confirm_a_neighbouring_id():
+    from photoshield.image import quantize
+
+    marked = quantize(embed(_photos()[0], "ID-004217", key="my secret"))
+    assert verify(marked, "ID-004217", key="my secret").detected
+    for asked in ("ID-004218", "ID-004200", "id-004217", "ID-00421"):
+        result = verify(marked, asked, key="my secret")
+        assert not result.detected and result.other_message == "ID-004217", (asked, result)
+        assert "different message: 'ID-004217'" in str(result)

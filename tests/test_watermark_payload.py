@@ -161,3 +161,42 @@ def test_clean_image_p_values_are_calibrated_ks():
     ks = np.abs(empirical - cdf).max()
     assert ks < 1.36 / math.sqrt(len(p_values))  # 5 % critical value (conservative for a discrete null)
     assert (p_values <= 1e-3).mean() <= 0.01
+
+
+# ---------------------------------------------------------------------------- the asked message, not a neighbour
+
+
+NEIGHBOURS = ["ID-004218", "ID-004200", "id-004217", "ID-004216", "ID-00421", "ID-004227", "JD-004217"]
+
+
+@pytest.mark.parametrize("asked", NEIGHBOURS)
+def test_a_neighbouring_message_is_not_confirmed(asked):
+    marked = P.encode("ID-004217", key="my secret")
+    shared = int((marked == P.encode(asked, key="my secret")).sum())
+    assert P.binomial_p_value(shared, 96) < 1e-6  # the fair-coin test alone would confirm it
+    generator = torch.Generator().manual_seed(0)
+    for noise in (0, 3, 6):  # clean, within BCH reach, beyond it (Chase list decoding)
+        wrong = torch.randperm(96, generator=generator)[:noise]
+        bits = marked.clone()
+        bits[wrong] = 1 - bits[wrong]
+        margin = 0.3 + 0.7 * torch.rand(96, generator=generator)
+        margin[wrong] = 0.1  # a decoder's errors sit near 0.5
+        soft = 0.5 + (bits - 0.5) * margin
+        result = P.match(soft, asked, key="my secret")
+        assert not result.detected, (asked, noise, result)
+        binomial = P.binomial_p_value(96 - result.errors, 96)
+        if binomial <= 1e-6:  # what the fair-coin test would have confirmed is a different message
+            assert result.other_message == "ID-004217" and result.p_value == 1.0, (asked, noise, result)
+        right = P.match(soft, "ID-004217", key="my secret")
+        assert right.detected and right.other_message is None, (noise, right)
+
+
+def test_rival_codewords_reach_past_the_bch_radius_with_soft_bits():
+    marked = P.encode(123456, key="k")
+    flipped = marked.clone()
+    weak = torch.arange(0, 96, 16)[:6]  # 6 errors > t = 4: hard BCH decoding fails
+    flipped[weak] = 1 - flipped[weak]
+    soft = torch.where(torch.isin(torch.arange(96), weak), 0.5 + (flipped - 0.5) * 0.1, flipped)
+    assert P.decode(soft, key="k").message is None
+    found = P.rival_codewords(soft, key="k")
+    assert found and found[0].message == 123456 and found[0].corrected == 6

@@ -151,6 +151,8 @@ def protect(
 
     Engine settings (``norm``, ``step_size``, ``schedule``, ``momentum``, ``eot``,
     ``shaping``, ...) override the preset; other options go to the method.
+    ``report["status"]`` is ``protected``, ``partly protected`` or ``unchanged`` (with ``report["reason"]``):
+    an image the method cannot protect, or whose perturbation does not lower the objective, is returned as it was.
     """
     if method not in _METHODS:
         raise PhotoshieldError(f"unknown protection method {method!r}; choose one of {', '.join(methods())}")
@@ -179,8 +181,16 @@ def protect(
     protected = quantize_within_budget(images, delta, epsilon)
     with torch.no_grad():
         final_loss = objective.loss_fn(protected)
+    # A perturbation that rounds away or does not lower the objective protects nothing: keep the photo as it was.
+    moved = ((protected - images).flatten(1).abs().amax(1) > 0) & (final_loss.detach().to(result.loss_before) < result.loss_before)
+    unmoved = ~moved.to(skip.device) & ~skip
+    if bool(unmoved.any()):
+        protected = torch.where(unmoved.to(device).view(-1, 1, 1, 1), images, protected)
+        with torch.no_grad():
+            final_loss = objective.loss_fn(protected)
+    done = ~skip & ~unmoved
     report.update(
-        status="protected" if not bool(skip.any()) else "partly protected",
+        status="unchanged" if not bool(done.any()) else "protected" if bool(done.all()) else "partly protected",
         steps=result.steps_run,
         interrupted=result.interrupted,
         early_stopped=result.early_stopped,
@@ -195,9 +205,16 @@ def protect(
     if objective.measure is not None:
         report["clean"] = objective.measure(images)
         report["protected"] = objective.measure(protected)
+    reasons = []
     if bool(skip.any()):
         report["skipped_images"] = skip.nonzero().flatten().tolist()
-        report["reason"] = _skip_reason(method)
+        reasons.append(_skip_reason(method))
+    if bool(unmoved.any()):
+        report["unchanged_images"] = unmoved.nonzero().flatten().tolist()
+        reasons.append(f"the optimisation did not lower the objective within epsilon {epsilon * 255:g}/255 "
+                       f"in {result.steps_run} steps (a larger epsilon, more steps or another preset may)")
+    if reasons:
+        report["reason"] = "; ".join(reasons)
     return ProtectionResult(image=protected, delta=protected - images, report=report)
 
 

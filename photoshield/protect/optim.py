@@ -162,6 +162,18 @@ def _sampled_loss(loss_fn: LossFn, x: torch.Tensor, config: PGDConfig, generator
     return total / max(1, config.eot_samples)
 
 
+def _escape_flat_points(gradient: torch.Tensor, generator: torch.Generator) -> None:
+    """Give an image whose gradient is exactly zero a seeded random direction, in place.
+
+    A clean photo is often a stationary point of its own objective (cosine similarity to the clean
+    embedding is at its maximum there), so a signed step of a zero gradient would never leave it.
+    """
+    flat = gradient.flatten(1).abs().amax(1) == 0
+    if bool(flat.any()):
+        noise = torch.randn(gradient.shape, generator=generator).to(gradient)
+        gradient.copy_(torch.where(flat.view(-1, 1, 1, 1), noise, gradient))
+
+
 def _check_loss(loss: torch.Tensor, batch: int) -> torch.Tensor:
     if loss.ndim == 0:
         loss = loss.expand(batch) if batch == 1 else loss
@@ -249,6 +261,7 @@ def run_pgd(
                         break
                     gate = None if bool(active.all()) else active.view(-1, 1, 1, 1).to(gradient.dtype)
                 gradient = torch.nan_to_num_(gradient)
+                _escape_flat_points(gradient, generator)
                 if gate is not None:
                     gradient.mul_(gate)
                 if config.momentum > 0:

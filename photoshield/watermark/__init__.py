@@ -11,6 +11,7 @@ message layout, error correction and statistics are in ``watermark.payload``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,22 @@ class VerifyResult:
     errors: int | None
     n_bits: int
     geometry: str = "as is"  # with search=True: the crop or rotation the bits were read through
+    other_message: Message | None = None  # set when the photo carries a different message than the one asked
+
+    @property
+    def verdict(self) -> str:
+        """``DETECTED``, ``marked, with a different message: 'X'`` or ``not detected``."""
+        if self.detected:
+            return "DETECTED"
+        if self.other_message is not None:
+            return f"marked, with a different message: {self.other_message!r}"
+        return "not detected"
 
     def __str__(self) -> str:
         accuracy = "n/a" if self.bit_accuracy is None else f"{100 * self.bit_accuracy:.1f} %"
         where = "" if self.geometry == "as is" else f"  (read through: {self.geometry})"
         return (f"message: {self.message!r}  bit accuracy: {accuracy}  p-value: {self.p_value:.3g}  "
-                f"{'DETECTED' if self.detected else 'not detected'} at FPR {self.fpr:g}{where}")
+                f"{self.verdict} at FPR {self.fpr:g}{where}")
 
 
 def verify(image: ImageInput, message: Message | None = None, key: str | bytes | None = None,
@@ -127,7 +138,8 @@ def verify(image: ImageInput, message: Message | None = None, key: str | bytes |
     """Decode the watermark of ``image`` and test it at false-positive rate ``fpr``.
 
     With ``message`` the test is against that message's codeword (a binomial test of the matching
-    bits); without one, against every message the schema can carry (BCH decoding, union bound).
+    bits), and a photo whose bits fit another message's codeword at least as well is not detected but
+    reported with ``other_message`` (a neighbouring ID under the same key shares most bits); without one, against every message the schema can carry (BCH decoding, union bound).
     ``search=True`` (with a message) also looks for the mark through crops and rotations
     (``watermark.sync``; about 5 s per image on 2 CPU cores): the p-value is then the smaller of twice the plain
     one and 2 x (grid size) x the searched one, a union bound that keeps the stated FPR.
@@ -158,7 +170,7 @@ def verify(image: ImageInput, message: Message | None = None, key: str | bytes |
         if search:
             found, geometry = _search(wm, tensor[index : index + 1], found, message, key, fpr, schema)
         results.append(VerifyResult(found.message, found.bit_accuracy, found.p_value, found.detected, float(fpr),
-                                    found.errors, schema.n_bits, geometry))
+                                    found.errors, schema.n_bits, geometry, found.other_message))
     return results[0] if len(results) == 1 else results
 
 
@@ -180,4 +192,4 @@ def _search(wm, image: torch.Tensor, plain: payload.Match, message: Message, key
     p_searched = min(1.0, 2 * result.n_hypotheses * searched.p_value)
     best, geometry = (plain, "as is") if p_plain <= p_searched else (searched, result.geometry.describe(wm.config.size))
     p_value = min(p_plain, p_searched)
-    return payload.Match(best.message, best.bit_accuracy, p_value, p_value <= fpr, best.errors), geometry
+    return dataclasses.replace(best, p_value=p_value, detected=p_value <= fpr), geometry

@@ -45,6 +45,7 @@ __all__ = [
     "get_schema",
     "keystream",
     "match",
+    "rival_codewords",
     "threshold",
 ]
 
@@ -276,31 +277,83 @@ def _hard_bits(bits: torch.Tensor | np.ndarray | Sequence[float], n_bits: int) -
     return (array > 0.5).astype(np.uint8)
 
 
-def decode(bits: torch.Tensor | np.ndarray | Sequence[float], key: str | bytes | None = None,
-           schema: Schema | None = None) -> Decoded:
-    """Unscramble and error-correct ``bits`` (0/1 values, or probabilities thresholded at 0.5)."""
-    schema = schema or SCHEMAS[1]
-    word = _hard_bits(bits, schema.n_bits) ^ keystream(key, schema.n_bits, schema.version)
+def _correct(word: np.ndarray, schema: Schema) -> tuple[list[int], int] | None:
+    """BCH-correct an unscrambled 0/1 word: (corrected payload + parity bits, errors fixed), or None past reach."""
     payload, parity = word[: schema.payload_bits].tolist(), word[schema.payload_bits :].tolist()
     data, ecc = _bits_to_bytes(payload), _bits_to_bytes(parity)
     bch = _bch(schema)
     errors = bch.decode(data, ecc)
-    failed = Decoded(None, None, -1, None)
     if errors < 0:
-        return failed
+        return None
     if errors:
         bch.correct(data, ecc)
     fixed_payload = _bytes_to_bits(bytes(data), schema.payload_bits)
     fixed_parity = _bytes_to_bits(bytes(ecc), schema.parity_bits)
     # A correction landing in the shortened code's zero padding means the word was beyond reach.
     if _bits_to_bytes(fixed_payload) != data or _bits_to_bytes(fixed_parity) != ecc:
-        return failed
-    version, kind = _bits_to_int(fixed_payload[:2]), _bits_to_int(fixed_payload[2:4])
-    if version != schema.version:
-        return failed
-    message = _bits_message(kind, fixed_payload[_HEADER_BITS:], schema)
-    codeword = np.array(fixed_payload + fixed_parity, dtype=np.uint8) ^ keystream(key, schema.n_bits, schema.version)
+        return None
+    if _bits_to_int(fixed_payload[:2]) != schema.version:
+        return None
+    return fixed_payload + fixed_parity, errors
+
+
+def _decoded(fixed: list[int], errors: int, stream: np.ndarray, schema: Schema) -> Decoded:
+    kind = _bits_to_int(fixed[2:_HEADER_BITS])
+    message = _bits_message(kind, fixed[_HEADER_BITS : schema.payload_bits], schema)
+    codeword = np.array(fixed, dtype=np.uint8) ^ stream
     return Decoded(message, _KIND_NAMES[kind] if message is not None else None, errors, torch.from_numpy(codeword).float())
+
+
+def decode(bits: torch.Tensor | np.ndarray | Sequence[float], key: str | bytes | None = None,
+           schema: Schema | None = None) -> Decoded:
+    """Unscramble and error-correct ``bits`` (0/1 values, or probabilities thresholded at 0.5)."""
+    schema = schema or SCHEMAS[1]
+    stream = keystream(key, schema.n_bits, schema.version)
+    corrected = _correct(_hard_bits(bits, schema.n_bits) ^ stream, schema)
+    if corrected is None:
+        return Decoded(None, None, -1, None)
+    return _decoded(*corrected, stream, schema)
+
+
+#: How many of the least reliable bits the rival-codeword search flips (2**CHASE_BITS BCH decodings).
+CHASE_BITS = 8
+
+
+def rival_codewords(bits: torch.Tensor | np.ndarray | Sequence[float], key: str | bytes | None = None,
+                    schema: Schema | None = None, flips: int = CHASE_BITS) -> list[Decoded]:
+    """Valid message codewords near ``bits``, nearest first: the hard BCH decoding plus Chase-II list decoding.
+
+    ``bits`` are probabilities (or 0/1 values); every pattern of flips among the ``flips`` least reliable
+    bits (those nearest 0.5) is BCH-decoded, which reaches codewords up to ``bch_t + flips`` bits away.
+    Hard 0/1 input has no reliability order and gets the plain decoding only. Each result's ``corrected``
+    is its Hamming distance to the hard bits. Example::
+
+        rival_codewords(torch.sigmoid(logits), key="k")[0].message   # the most likely message
+    """
+    schema = schema or SCHEMAS[1]
+    probabilities = np.asarray(bits.detach().cpu() if isinstance(bits, torch.Tensor) else bits, dtype=np.float64).reshape(-1)
+    hard = _hard_bits(probabilities, schema.n_bits)
+    stream = keystream(key, schema.n_bits, schema.version)
+    word = hard ^ stream
+    reliability = np.abs(probabilities - 0.5)
+    weak = np.argsort(reliability, kind="stable")[:flips] if np.ptp(reliability) > 0 else np.array([], dtype=int)
+    found: dict[bytes, Decoded] = {}
+    for pattern in range(2 ** len(weak)):
+        trial = word.copy()
+        for position, index in enumerate(weak):
+            if pattern >> position & 1:
+                trial[index] ^= 1
+        corrected = _correct(trial, schema)
+        if corrected is None:
+            continue
+        fixed = np.array(corrected[0], dtype=np.uint8)
+        signature = fixed.tobytes()
+        if signature in found:
+            continue
+        candidate = _decoded(corrected[0], int((fixed != word).sum()), stream, schema)
+        if candidate.message is not None:
+            found[signature] = candidate
+    return sorted(found.values(), key=lambda decoded: decoded.corrected)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -352,13 +405,16 @@ class Match:
     p_value: float
     detected: bool
     errors: int | None  # bits that differ from the codeword judged (None: no codeword within reach)
+    other_message: Message | None = None  # a different message whose codeword fits the bits at least as well
 
 
 def match(bits: torch.Tensor | np.ndarray | Sequence[float], message: Message | None = None,
           key: str | bytes | None = None, fpr: float = DEFAULT_FPR, schema: Schema | None = None) -> Match:
     """Judge decoded ``bits`` (0/1 or probabilities): against ``message`` if given, else against any message.
 
-    With a message the p-value is the binomial tail of the matching bits. Without one, BCH decoding
+    With a message the p-value is the binomial tail of the matching bits, unless a different message's
+    codeword fits the bits at least as well (``rival_codewords``): then the verdict is "marked, with a
+    different message" (``other_message`` set, p-value 1, not detected). Without one, BCH decoding
     finds the nearest codeword and the p-value is ``search_p_value`` of its distance.
     """
     schema = schema or SCHEMAS[1]
@@ -368,8 +424,17 @@ def match(bits: torch.Tensor | np.ndarray | Sequence[float], message: Message | 
     if message is not None:
         expected = encode(message, key=key, schema=schema).numpy().astype(np.uint8)
         matches = int((hard == expected).sum())
+        errors = schema.n_bits - matches
         p = binomial_p_value(matches, schema.n_bits)
-        return Match(decoded.message, matches / schema.n_bits, p, p <= fpr, schema.n_bits - matches)
+        # Messages under one key share most codeword bits, so a mark of ID-004217 matches ID-004218 far
+        # better than chance. The asked message is confirmed only if no other message's codeword fits as
+        # well; list decoding runs only when the test would confirm it (it only ever takes detections away).
+        candidates = rival_codewords(bits, key=key, schema=schema) if p <= fpr else [decoded] * (decoded.message is not None)
+        rival = next((c for c in candidates
+                      if c.corrected <= errors and not np.array_equal(c.codeword.numpy().astype(np.uint8), expected)), None)
+        if rival is not None:
+            return Match(decoded.message, matches / schema.n_bits, 1.0, False, errors, other_message=rival.message)
+        return Match(decoded.message, matches / schema.n_bits, p, p <= fpr, errors)
     if decoded.codeword is None or decoded.message is None:
         return Match(None, None, 1.0, False, None)
     errors = int((hard != decoded.codeword.numpy().astype(np.uint8)).sum())
