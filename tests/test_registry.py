@@ -55,9 +55,32 @@ def test_load_from_user_cache_in_eval_mode(tiny_checkpoint):
 
 
 def test_explicit_path_wins(tiny_checkpoint, tmp_path):
-    other = tmp_path / "other.safetensors"
+    _, file = tiny_checkpoint
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(file.read_bytes())
+    assert registry.load("tiny-test", device="cpu", path=copy).source_path == copy
+    other = tmp_path / "other.safetensors"  # retrained weights of the same architecture
     save_file(_Tiny().state_dict(), str(other))
-    assert registry.load("tiny-test", device="cpu", path=other).source_path == other
+    with pytest.raises(ChecksumError, match="verify=False"):
+        registry.load("tiny-test", device="cpu", path=other)
+    assert registry.load("tiny-test", device="cpu", path=other, verify=False).source_path == other
+
+
+def test_a_flipped_byte_in_an_explicit_path_is_refused(tiny_checkpoint, tmp_path):
+    _, file = tiny_checkpoint
+    data = bytearray(file.read_bytes())
+    data[-3] ^= 0x01  # inside the tensor data: safetensors itself would load it silently
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match=str(flipped.name)):
+        registry.load("tiny-test", device="cpu", path=flipped)
+
+
+def test_a_corrupt_safetensors_header_names_the_file(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(PhotoshieldError, match="broken.safetensors"):
+        registry.load_state_dict(broken)
 
 
 def test_checksum_mismatch_is_reported(tiny_checkpoint):

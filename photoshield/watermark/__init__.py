@@ -33,10 +33,14 @@ _CACHE: dict[tuple[str, str], torch.nn.Module] = {}
 DEFAULT_REFINE_STEPS = 60  # informed-embedding steps (0.3-0.7 s a photo on 2 CPU cores)
 
 
-def load(name_or_path: str | os.PathLike = "watermark-diffmark", device: str | torch.device | None = None):
+def load(name_or_path: str | os.PathLike = "watermark-diffmark", device: str | torch.device | None = None,
+         verify: bool = True):
     """The watermark model: a registry name (default the shipped ``watermark-diffmark``) or a checkpoint path.
 
-    Cached per (name, device). A clear error says how to train or point at weights when they are missing.
+    A file is accepted when it is byte for byte the shipped model (registry sha256) or carries the
+    tensor checksum that ``WatermarkModel.save`` writes and its weights match it; ``verify=False``
+    loads older files of your own without either check. Cached per (name, device). A clear error
+    says how to train or point at weights when they are missing.
     """
     from ..models import registry
     from .model import REGISTRY_NAME, WatermarkModel
@@ -50,9 +54,25 @@ def load(name_or_path: str | os.PathLike = "watermark-diffmark", device: str | t
         else:
             if not Path(text).is_file():
                 raise PhotoshieldError(f"{text}: watermark checkpoint file does not exist")
+            if verify:
+                _check_watermark_file(Path(text), registry.get_checkpoint(REGISTRY_NAME).sha256)
             model = WatermarkModel.from_file(text, device=device).eval().requires_grad_(False)
         _CACHE[key] = model
     return _CACHE[key]
+
+
+def _check_watermark_file(path: Path, shipped_sha256: str | None) -> None:
+    """Refuse a checkpoint that is neither the shipped file nor self-checked by its recorded tensor sha256."""
+    from ..errors import ChecksumError
+    from ..models.registry import safetensors_metadata, sha256_of
+
+    if shipped_sha256 is not None and sha256_of(path) == shipped_sha256:
+        return
+    if "tensors_sha256" not in safetensors_metadata(path, "watermark checkpoint"):
+        raise ChecksumError(
+            f"{path}: not the shipped watermark-diffmark file (sha256 differs) and it carries no checksum of its "
+            "weights, so corruption cannot be ruled out; for weights you trained yourself pass verify=False"
+        )
 
 
 def _resolve_model(model, device=None):

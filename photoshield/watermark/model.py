@@ -28,6 +28,7 @@ same RMS, until the decoder reads each bit with a margin despite the photo's own
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PhotoshieldError
+from ..errors import ChecksumError, PhotoshieldError
 from ..image import check_image, resize_to, working_size
 
 __all__ = [
@@ -384,7 +385,8 @@ class WatermarkModel(nn.Module):
         path = Path(path)
         state = {key: value.detach().contiguous().cpu() for key, value in self.state_dict().items()}
         temporary = path.with_name(path.name + ".tmp")
-        save_file(state, str(temporary), metadata={"config": self.config.to_json(), "format": "photoshield-watermark/1"})
+        metadata = {"config": self.config.to_json(), "format": "photoshield-watermark/1", "tensors_sha256": tensors_sha256(state)}
+        save_file(state, str(temporary), metadata=metadata)
         temporary.replace(path)
 
     @classmethod
@@ -396,13 +398,27 @@ class WatermarkModel(nn.Module):
         metadata = safetensors_metadata(path, "watermark checkpoint")
         if "config" not in metadata:
             raise PhotoshieldError(f"{path}: safetensors file has no watermark config; was it written by WatermarkModel.save?")
-        from safetensors.torch import load_file
+        from ..models.registry import load_state_dict
 
         model = cls(WatermarkConfig.from_json(metadata["config"]))
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+        state = load_state_dict(path)
+        recorded = metadata.get("tensors_sha256")
+        if recorded is not None and tensors_sha256(state) != recorded:
+            raise ChecksumError(f"{path}: the weights do not match the checksum written with them; the file is corrupt")
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise PhotoshieldError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         return model.to(device)
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A sha256 over every tensor's name, dtype, shape and bytes (what ``save`` records, ``from_file`` checks)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().contiguous().cpu()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_watermark_model(path: str | Path, device: str | torch.device = "cpu") -> WatermarkModel:
