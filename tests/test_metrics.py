@@ -62,3 +62,19 @@ def test_summary_and_shapes(pair):
     assert all(value.shape == (1,) for value in result.values())
     with pytest.raises(ValueError):
         metrics.psnr(a, b[:, :, :10])
+
+
+def test_region_psnr_and_ssim_see_a_change_confined_to_a_region():
+    from photoshield.evaluate.metrics import psnr, region_psnr, region_ssim, ssim
+
+    clean = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    noisy = clean.clone()
+    noisy[:, :, 16:32, 16:32] = (noisy[:, :, 16:32, 16:32] + 4 / 255).clamp(0, 1)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:32, 16:32] = 1
+    inside = region_psnr(clean, noisy, mask)
+    assert inside.shape == (2,) and (inside < psnr(clean, noisy) - 10).all()  # a 16th of the pixels: 12 dB apart
+    assert torch.allclose(inside, psnr(clean[..., 16:32, 16:32], noisy[..., 16:32, 16:32]), atol=0.05)
+    assert (region_ssim(clean, noisy, mask) < ssim(clean, noisy)).all()
+    with pytest.raises(ValueError, match="empty"):
+        region_psnr(clean, noisy, torch.zeros(1, 1, 64, 64))

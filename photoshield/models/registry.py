@@ -32,6 +32,7 @@ PROVIDER_MODULES = (
     "photoshield.models.face_detect",
     "photoshield.models.face_judge",
     "photoshield.models.arcface",
+    "photoshield.models.face_description",
     "photoshield.models.sam",
     "photoshield.models.diffusion",
     "photoshield.models.editors",
