@@ -3,13 +3,16 @@
 import io
 import os
 import struct
+import warnings
 import zlib
+from pathlib import Path
 
 import imagecodecs
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageCms, ImageOps
+from fuzz_corpus import build_png, flat_png_bomb, interlaced_png  # tests/fuzz_corpus.py
+from PIL import Image, ImageCms, ImageFile, ImageOps
 from PIL.TiffImagePlugin import IFDRational
 
 import photoshield.io as pio
@@ -644,3 +647,285 @@ def test_broken_exif_does_not_lose_the_photo(tmp_path):
     with pytest.warns(UserWarning, match="EXIF"):
         out = write_image(photo, tmp_path / "out.png")
     assert torch.equal(read_image(out), photo.pixels) and read_photo(out).exif is None
+
+
+# ----------------------------------------------------------------------------- issue 21: nothing decodes silently wrong
+
+_SAMPLES = Path(__file__).resolve().parent.parent / "photoshield" / "assets" / "samples"
+_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _ihdr(width, height, depth=8, colour=2, interlace=0):
+    return (b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+
+
+def _rows(array):
+    return b"".join(b"\0" + row.tobytes() for row in array)
+
+
+def test_png_with_valid_crcs_but_missing_rows_raises(tmp_path):
+    """The issue's reproducer: 64x64, IDAT holds rows 0-1, every chunk and CRC valid."""
+    array = _smooth(64, 64)
+    path = tmp_path / "two_rows.png"
+    path.write_bytes(build_png([_ihdr(64, 64), (b"IDAT", zlib.compress(_rows(array[:2]))), (b"IEND", b"")]))
+    _assert_image_error(path, ["holds 2 of the 64 rows"])
+    path.write_bytes(build_png([_ihdr(64, 64), (b"IDAT", zlib.compress(_rows(array))), (b"IEND", b"")]))
+    assert torch.equal(read_image(path), _tensor(array))
+
+
+@pytest.mark.parametrize("case", ["taller", "shorter", "wider", "surplus-row", "zlib-cut", "interlaced-short",
+                                  "sixteen-bit-short", "bilevel-short", "no-iend", "bad-crc", "idat-split"])
+def test_png_pixel_data_must_match_the_header(tmp_path, case):
+    array = _smooth(32, 24)
+    raw = _rows(array)
+    chunks = {
+        "taller": [_ihdr(32, 30), (b"IDAT", zlib.compress(raw))],
+        "shorter": [_ihdr(32, 20), (b"IDAT", zlib.compress(raw))],
+        "wider": [_ihdr(33, 24), (b"IDAT", zlib.compress(raw))],
+        "surplus-row": [_ihdr(32, 24), (b"IDAT", zlib.compress(raw + raw[: 1 + 96]))],
+        "zlib-cut": [_ihdr(32, 24), (b"IDAT", zlib.compress(raw)[:-40])],
+        "interlaced-short": [_ihdr(32, 24, interlace=1), (b"IDAT", zlib.compress(raw[: len(raw) - 97]))],
+        "sixteen-bit-short": [_ihdr(32, 24, depth=16), (b"IDAT", zlib.compress(raw))],
+        "bilevel-short": [_ihdr(32, 24, depth=1, colour=0), (b"IDAT", zlib.compress(b"\0\xff\xff\xff\xff" * 23))],
+        "no-iend": [_ihdr(32, 24), (b"IDAT", zlib.compress(raw))],
+        "bad-crc": [_ihdr(32, 24), (b"IDAT", zlib.compress(raw))],
+        "idat-split": [_ihdr(32, 24), (b"IDAT", zlib.compress(raw)[:50]), (b"tEXt", b"a\0b"),
+                       (b"IDAT", zlib.compress(raw)[50:])],
+    }[case]
+    data = build_png(chunks + ([] if case == "no-iend" else [(b"IEND", b"")]))
+    if case == "bad-crc":
+        data = data[:-17] + bytes([data[-17] ^ 1]) + data[-16:]  # last byte of the IDAT CRC
+    path = tmp_path / f"{case}.png"
+    path.write_bytes(data)
+    _assert_image_error(path, ["truncated", "corrupt"])
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (9, 9), (7, 13), (24, 40)])
+def test_interlaced_png_of_any_size_reads_exactly(tmp_path, size):
+    """The Adam7 length check counts the passes right, empty passes included."""
+    array = _smooth(size[1], size[0], seed=size[0])
+    path = tmp_path / "interlaced.png"
+    path.write_bytes(interlaced_png(array))
+    assert torch.equal(read_image(path, min_size=1), _tensor(array))
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "I;16"])
+def test_png_modes_pass_the_length_check(tmp_path, mode):
+    array = _smooth(37, 19)  # odd width: packed rows of 1-bit images end mid-byte
+    image = Image.fromarray(array).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    image.save(path)
+    assert read_image(path).shape == (1, 3, 19, 37)
+
+
+def _jpeg(array, style):
+    options = {"baseline": {}, "progressive": {"progressive": True}, "restart": {"restart_marker_blocks": 2}}[style]
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def _jpeg_height(data, height):
+    sof = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+    return data[: sof + 5] + struct.pack(">H", height) + data[sof + 7 :]
+
+
+@pytest.mark.parametrize("style", ["baseline", "progressive", "restart"])
+def test_jpeg_cut_short_and_closed_with_eoi_raises(tmp_path, style):
+    data = _jpeg(np.random.default_rng(3).integers(0, 256, (80, 96, 3), dtype=np.uint8), style)
+    path = tmp_path / f"cut_{style}.jpg"
+    path.write_bytes(data)
+    assert read_image(path).shape == (1, 3, 80, 96)
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 40):
+        path.write_bytes(data[:cut] + b"\xff\xd9")
+        _assert_image_error(path, ["truncated"])
+
+
+@pytest.mark.parametrize("style", ["baseline", "progressive", "restart"])
+def test_jpeg_with_a_raised_frame_height_raises(tmp_path, style):
+    """The issue's reproducer: SOF height 80 -> 160 decoded as 160 rows, the bottom filled with 128."""
+    data = _jpeg(np.random.default_rng(4).integers(0, 256, (80, 96, 3), dtype=np.uint8), style)
+    path = tmp_path / f"tall_{style}.jpg"
+    path.write_bytes(_jpeg_height(data, 160))
+    _assert_image_error(path, ["truncated", "corrupt"])
+
+
+def test_progressive_jpeg_cut_at_a_scan_boundary_raises(tmp_path):
+    data = _jpeg(_smooth(96, 80), "progressive")
+    scans = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    path = tmp_path / "few_scans.jpg"
+    for scan in scans[1:]:
+        path.write_bytes(data[:scan] + b"\xff\xd9")
+        _assert_image_error(path, ["truncated"])
+
+
+def test_jpeg_without_end_marker_raises(tmp_path):
+    data = _jpeg(_smooth(), "baseline")
+    path = tmp_path / "no_eoi.jpg"
+    path.write_bytes(data[:-2])
+    _assert_image_error(path, ["truncated"])
+
+
+def test_real_photos_pass_the_structure_checks():
+    """Camera JPEGs and photo PNGs shipped with the package and the tests still read."""
+    files = sorted(p for folder in (_SAMPLES, _FIXTURES) if folder.is_dir() for p in folder.rglob("*")
+                   if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        pytest.skip("no sample photos in this checkout")
+    for file in files:
+        image = read_image(file)
+        assert image.shape[2] >= 8 and image.shape[3] >= 8, file
+
+
+def _no_decoding(monkeypatch):
+    """Make any pixel decoding fail the test: bombs must be refused from the header."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(imagecodecs, "png_decode", refuse)
+
+
+def test_tiny_jpeg_declaring_10000x10000_is_refused_before_decoding(tmp_path, monkeypatch):
+    data = _jpeg(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8), "baseline")
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(data[:2] + b"\xff\xfe" + struct.pack(">H", 1600) + bytes(1598) + data[2:])  # ~3 kB
+    path.write_bytes(path.read_bytes().replace(b"\xff\xc0\x00\x11\x08\x00\x28\x00\x28",
+                                               b"\xff\xc0\x00\x11\x08\x27\x10\x27\x10"))
+    _no_decoding(monkeypatch)
+    error = _assert_image_error(path, ["pixels per byte"])
+    assert "10000x10000" in str(error) and "max_pixels_per_byte=None" in str(error)
+
+
+def test_tiny_png_declaring_8x12000000_is_refused_quickly(tmp_path, monkeypatch):
+    path = tmp_path / "tall.png"
+    path.write_bytes(build_png([_ihdr(8, 12_000_000, colour=0), (b"IDAT", zlib.compress(bytes(9 * 100_000))),
+                                (b"IEND", b"")]))
+    assert path.stat().st_size < 1100
+    _no_decoding(monkeypatch)
+    _assert_image_error(path, ["pixels per byte"])
+    # Even with the plausibility rule lifted, the IDAT length bound refuses it without inflating 100 MB.
+    _assert_image_error(path, ["cannot hold"], max_pixels_per_byte=None)
+
+
+def test_flat_sixteen_bit_rgba_10000x10000_png_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "flat16.png"
+    path.write_bytes(flat_png_bomb(10_000, 10_000))
+    assert path.stat().st_size < 1_000_000  # a real, complete PNG: 800 MB of pixels in under 1 MB
+    _no_decoding(monkeypatch)
+    error = _assert_image_error(path, ["pixels per byte"])
+    assert f"{path.stat().st_size:,} bytes" in str(error)
+
+
+def test_plausibility_ratio_is_a_setting(tmp_path, monkeypatch):
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (300, 200), (30, 60, 90)).save(path)
+    assert 300 * 200 / path.stat().st_size > pio.DEFAULT_MAX_PIXELS_PER_BYTE
+    assert read_image(path).shape == (1, 3, 200, 300)  # small images are never judged by their size
+    monkeypatch.setattr(pio, "PLAUSIBLE_PIXELS_ANY_SIZE", 10_000)
+    _assert_image_error(path, ["pixels per byte", "max_pixels_per_byte=None"])
+    assert read_image(path, max_pixels_per_byte=None).shape == (1, 3, 200, 300)
+    assert read_image(path, max_pixels_per_byte=1e6).shape == (1, 3, 200, 300)
+
+
+@pytest.mark.parametrize("text, expected", [("", 64.0), ("0", None), ("none", None), ("200", 200.0), ("abc", 64.0)])
+def test_plausibility_ratio_from_the_environment(monkeypatch, text, expected):
+    monkeypatch.setenv("PHOTOSHIELD_MAX_PIXELS_PER_BYTE", text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert pio._ratio_from_environment(64.0) == expected
+
+
+def test_genuine_large_flat_photo_reads(tmp_path):
+    """A 5312x2988 camera-size JPEG reads even when it compresses to a few hundred pixels per byte."""
+    small = _smooth(83, 47)
+    path = tmp_path / "large.jpg"
+    Image.fromarray(small).resize((5312, 2988), Image.BILINEAR).save(path, quality=60)
+    assert read_image(path).shape == (1, 3, 2988, 5312)
+
+
+def test_nul_byte_and_other_unopenable_paths_name_the_path(tmp_path):
+    with pytest.raises(ImageError) as caught:
+        read_photo("a\x00b.png")
+    assert caught.value.path == "a\x00b.png" and "invalid file name" in str(caught.value)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(tmp_path / "loop2.png")
+    (tmp_path / "loop2.png").symlink_to(loop)
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # must be refused, not block waiting for a writer
+    for path, words in ((loop, ["cannot open"]), (dangling, ["not found"]), (fifo, ["not a regular file"]),
+                        (tmp_path / ("x" * 300 + ".png"), ["cannot open"])):
+        with pytest.raises(ImageError) as caught:
+            read_photo(path)
+        assert caught.value.path == str(path) and any(w in caught.value.problem for w in words), caught.value
+
+
+def test_bytes_and_non_utf8_paths_read(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9-\xff.png"
+    Image.fromarray(_smooth()).save(os.fsdecode(raw))
+    assert read_image(raw).shape == (1, 3, H, W)
+    assert read_image(os.fsdecode(raw)).shape == (1, 3, H, W)
+
+
+@pytest.mark.parametrize("dtype, words", [(np.float32, "32-bit floating-point"), (np.float64, "64-bit floating-point"),
+                                          (np.uint32, "32-bit unsigned integer"), (np.int16, "16-bit signed integer")])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_and_32_bit_tiffs_say_the_sample_format_is_unsupported(tmp_path, dtype, words, channels):
+    array = np.random.default_rng(9).random((H, W, 3))[..., :channels].squeeze()
+    array = (array * (1 if np.dtype(dtype).kind == "f" else 1000)).astype(dtype)
+    path = tmp_path / "samples.tif"
+    path.write_bytes(imagecodecs.tiff_encode(array, photometric="rgb" if channels == 3 else None))
+    error = _assert_image_error(path, [words])
+    assert "unsupported" in error.problem and "cannot be parsed" not in error.problem
+
+
+@pytest.mark.parametrize("chunk", [b"ICC" * 9, b"ICC\0\0" + b"not zlib" * 8, b"ICC\0\0" + zlib.compress(b"junk" * 99)])
+def test_corrupt_png_icc_profile_never_loses_the_photo(tmp_path, chunk):
+    data = (tmp_path / "src.png")
+    Image.fromarray(_smooth()).save(data)
+    raw = data.read_bytes()
+    path = tmp_path / "icc.png"
+    path.write_bytes(raw[:33] + build_png([(b"iCCP", chunk)])[8:] + raw[33:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        photo = read_photo(path)
+    assert torch.equal(photo.pixels, _tensor(_smooth())) and photo.icc_profile is None
+
+
+@pytest.mark.parametrize("segment", [
+    b"\xff\xe1\x00\x20Exif\x00\x00" + bytes(24),  # EXIF block of zeros
+    b"\xff\xe1\x00\x1aExif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x69\x87\x04\x00\x01\x00\x00\x00\x08\x00",  # IFD loop
+    b"\xff\xe2\x00\x20ICC_PROFILE\x00\x05\x02" + bytes(16),  # ICC chunk 5 of 2
+    # An ICC profile with an RGB header and nothing else.
+    b"\xff\xe2\x00\x90ICC_PROFILE\x00\x01\x01" + b"\x00\x00\x00\x80" + bytes(12) + b"RGB " + bytes(108),
+])
+def test_corrupt_jpeg_exif_and_icc_never_lose_the_photo(tmp_path, segment):
+    data = _jpeg(_smooth(), "baseline")
+    path = tmp_path / "meta.jpg"
+    path.write_bytes(data[:2] + segment + data[2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        photo = read_photo(path)
+        write_image(photo, tmp_path / "out.png")
+    assert photo.size == (H, W)
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 255])
+def test_out_of_range_orientation_is_ignored(tmp_path, orientation):
+    path = tmp_path / "odd.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(_smooth()).save(path, quality=95, exif=exif.tobytes())
+    assert read_image(path).shape == (1, 3, H, W)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own complaint while it gives up on the file
+def test_bigtiff_float_samples_say_unsupported(tmp_path):
+    path = tmp_path / "big.tif"
+    path.write_bytes(imagecodecs.tiff_encode(np.zeros((H, W, 3), np.float32), photometric="rgb", bigtiff=True,
+                                             byteorder=">"))
+    _assert_image_error(path, ["32-bit floating-point"])
