@@ -1,10 +1,14 @@
 """The command line: real files, real codecs, one-line errors with no traceback."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from photoshield.cli import main, parse_extra_params
@@ -121,9 +125,10 @@ def test_protect_warns_about_lossy_output_and_handles_a_faceless_folder(tmp_path
     _face_photo(folder / "face.png")
     _photo(folder / "noface.png", size=(96, 64))
     out = tmp_path / "out"
-    assert main(["protect", str(folder), "-o", str(out), "--steps", "2", "--preset", "light", "--format", "jpg", "--quiet"]) == 0
+    # the faceless photo comes out unchanged: written as asked, but the exit status says it is not protected
+    assert main(["protect", str(folder), "-o", str(out), "--steps", "2", "--preset", "light", "--format", "jpg", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "lossy" in err and "no face" in err
+    assert "lossy" in err and "no face" in err and "1 of 2 photos came out unchanged" in err
     assert sorted(p.name for p in out.iterdir()) == ["face.jpg", "noface.jpg"]
 
 
@@ -139,3 +144,242 @@ def test_demo_protects_a_bundled_face_and_attacks_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dlib_distance" in out and "identity lost" in out
     assert len(list(tmp_path.glob("*.protected.png"))) == 1
+
+
+# ----------------------------------------------------------------------------- issue 21: bad arguments, batches, Ctrl-C
+
+
+def _no_work(monkeypatch):
+    """Make reading a photo or protecting one fail the test: the command must stop before any work."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr("photoshield.io.read_photo", forbidden)
+    monkeypatch.setattr("photoshield.protect.protect", forbidden)
+
+
+def _fake_protect(monkeypatch, interrupt_at=None, raise_at=None, unchanged_at=()):
+    """A fast stand-in for protect(): call N (from 1) can be interrupted, raise Ctrl-C, or come out unchanged."""
+    from photoshield.protect import ProtectionResult
+
+    calls = []
+
+    def fake(pixels, method="facial", **kwargs):
+        calls.append(kwargs)
+        number = len(calls)
+        if number == raise_at:
+            raise KeyboardInterrupt
+        protected = (pixels + 2 / 255).clamp(0, 1)
+        report = {"method": method, "status": "protected", "interrupted": number == interrupt_at}
+        if number in unchanged_at:
+            protected = pixels
+            report.update(status="unchanged", reason="the optimisation did not lower the objective")
+        return ProtectionResult(image=protected, delta=protected - pixels, report=report)
+
+    monkeypatch.setattr("photoshield.protect.protect", fake)
+    return calls
+
+
+def _folder(tmp_path, good=("a.png", "c.png", "e.png"), bad=("b.png", "d.jpg")):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in enumerate(good):
+        _photo(folder / name, seed=seed)
+    for name in bad:
+        _write(folder / name, b"" if name.endswith(".png") else b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+@pytest.mark.parametrize("method", ["facial", "encoder", "attention", "deformation"])
+def test_protect_unknown_parameter_is_one_line_naming_the_valid_ones(tmp_path, capsys, monkeypatch, method):
+    source = _photo(tmp_path / "good.png")
+    _no_work(monkeypatch)
+    assert main(["protect", str(source), "--method", method, "--bogus", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("photoshield: error: ") and "--bogus" in err[0] and "valid:" in err[0], err
+    assert "--momentum" in err[0]  # engine settings are valid for every method
+    assert {"facial": "--region", "encoder": "--target", "attention": "--prompts", "deformation": "--variant"}[method] in err[0]
+    assert not (tmp_path / "good.protected.png").exists()
+
+
+def test_protect_unknown_parameter_has_no_traceback(tmp_path):
+    result = _run("protect", str(_photo(tmp_path / "good.png")), "--bogus", "3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "--bogus" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--epsilon", "300"], "got 300"),
+        (["--epsilon", "0"], "got 0"),
+        (["--preset", "nosuch"], "light, standard, strong"),
+        (["--method", "glaze"], "facial"),
+        (["--steps", "-1"], "--steps"),
+    ],
+)
+def test_protect_bad_settings_are_one_line_in_the_users_units(tmp_path, capsys, monkeypatch, argv, expected):
+    source = _photo(tmp_path / "good.png")
+    _no_work(monkeypatch)
+    assert main(["protect", str(source), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert "1.176" not in err[0]  # 300 / 255: not the units the user typed
+
+
+def test_preset_error_is_one_line_not_a_usage_block(tmp_path):
+    for command in (["protect", str(_photo(tmp_path / "good.png"))], ["demo", "-o", str(tmp_path / "demo")]):
+        result = _run(*command, "--preset", "nosuch")
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == ["photoshield: error: unknown preset 'nosuch'; choose one of light, standard, strong"]
+
+
+@pytest.mark.parametrize("case", ["same-file", "same-folder", "extension", "under-a-file", "two-onto-one", "read-only"])
+def test_protect_output_is_checked_before_any_work(tmp_path, capsys, monkeypatch, case):
+    source = _photo(tmp_path / "me.png")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder / "a.png")
+    argv = {
+        "same-file": [str(source), "-o", str(source)],
+        "same-folder": [str(folder), "-o", str(folder)],  # PNG into the input folder: onto the inputs
+        "extension": [str(source), "-o", str(tmp_path / "out.xyz")],
+        "under-a-file": [str(source), "-o", str(source / "out.png")],
+        "two-onto-one": [str(folder), "-o", str(tmp_path / "out")],
+        "read-only": [str(source), "-o", str(tmp_path / "locked" / "sub" / "out.png")],
+    }[case]
+    if case == "two-onto-one":
+        _photo(folder / "a.jpg", seed=1)  # a.jpg and a.png would both become out/a.png
+    if case == "read-only":
+        (tmp_path / "locked").mkdir(mode=0o555)
+        if os.geteuid() == 0:  # root may write anywhere: let the folder answer as it would to a user
+            locked, access = tmp_path / "locked", os.access
+            monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == locked else access(path, mode, **kw))
+    _no_work(monkeypatch)
+    assert main(["protect", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("photoshield: error: "), err
+    expected = {"same-file": "overwrite an input", "same-folder": "overwrite an input", "extension": "'.xyz'",
+                "under-a-file": "is not a folder", "two-onto-one": "would be written here", "read-only": "cannot write"}[case]
+    assert expected in err[0]
+
+
+def test_protect_folder_goes_on_past_bad_files_and_lists_them(tmp_path, capsys, monkeypatch):
+    folder = _folder(tmp_path)
+    calls = _fake_protect(monkeypatch)
+    out = tmp_path / "out"
+    assert main(["protect", str(folder), "-o", str(out), "--quiet"]) == 1
+    assert len(calls) == 3
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "e.png"]  # every good file, after the bad ones too
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("photoshield: error: ")]
+    assert len(errors) == 2 and "b.png" in errors[0] and "empty" in errors[0] and "d.jpg" in errors[1], captured.err
+    assert "2 of 5 files failed" in captured.err
+    assert all(f"{folder / name} -> {out / name}" in captured.out for name in ("a.png", "c.png", "e.png"))
+
+
+def test_attack_and_watermark_folders_go_on_past_bad_files(tmp_path, capsys, tiny_watermark):
+    folder = _folder(tmp_path)
+    assert main(["attack", str(folder), "-o", str(tmp_path / "attacked"), "--name", "jpeg", "--quality", "50"]) == 1
+    assert sorted(p.name for p in (tmp_path / "attacked").iterdir()) == ["a.png", "c.png", "e.png"]
+    err = capsys.readouterr().err
+    assert "b.png" in err and "d.jpg" in err and "2 of 5 files failed" in err
+    marked = tmp_path / "marked"
+    assert main(["watermark", "embed", str(folder), "-o", str(marked), "--message", "ID-9", "--model", str(tiny_watermark),
+                 "--refine-steps", "0", "--format", "webp"]) == 1
+    assert sorted(p.name for p in marked.iterdir()) == ["a.webp", "c.webp", "e.webp"]
+    err = capsys.readouterr().err
+    assert "b.png" in err and "d.jpg" in err and "2 of 5 files failed" in err
+    assert "lossy" in err and "watermark" in err  # a lossy output is warned about
+
+
+def test_watermark_embed_checks_message_and_output_before_any_work(tmp_path, capsys, monkeypatch, tiny_watermark):
+    folder = _folder(tmp_path, bad=())
+    _no_work(monkeypatch)
+    assert main(["watermark", "embed", str(folder), "-o", str(folder), "--message", "ID-9", "--model", str(tiny_watermark)]) == 2
+    assert "overwrite an input" in capsys.readouterr().err
+    assert main(["watermark", "embed", str(folder), "-o", str(tmp_path / "o"), "--message", "x" * 20,
+                 "--model", str(tiny_watermark)]) == 2
+    assert "at most 9 ASCII characters" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_watermark(tmp_path_factory):
+    from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+
+    torch.manual_seed(0)
+    model = WatermarkModel(WatermarkConfig(size=32, block_out_channels=(8, 16), cross_attention_dim=16,
+                                           attention_head_dim=4, norm_num_groups=4, decoder_channels=(8, 16),
+                                           sampling_steps=2)).eval()
+    path = tmp_path_factory.mktemp("wm") / "tiny.safetensors"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("how", ["interrupted report", "KeyboardInterrupt"])
+def test_ctrl_c_stops_a_folder_run_and_keeps_no_partial_photo(tmp_path, capsys, monkeypatch, how):
+    folder = _folder(tmp_path, good=("a.png", "b.png", "c.png"), bad=())
+    calls = _fake_protect(monkeypatch, **({"interrupt_at": 2} if how == "interrupted report" else {"raise_at": 2}))
+    out = tmp_path / "out"
+    assert main(["protect", str(folder), "-o", str(out), "--quiet"]) == 130
+    assert len(calls) == 2  # the run stopped: c.png never started
+    assert [p.name for p in out.iterdir()] == ["a.png"]  # b.png, interrupted, is not written (no temporary left either)
+    err = capsys.readouterr().err
+    assert f"interrupted while processing {folder / 'b.png'} (not written)" in err
+    assert "1 of 3 files done" in err and "1 not started" in err and f"done: {folder / 'a.png'} -> {out / 'a.png'}" in err
+
+
+def test_ctrl_c_on_a_single_photo_writes_nothing(tmp_path, capsys, monkeypatch):
+    source = _photo(tmp_path / "me.png")
+    _fake_protect(monkeypatch, interrupt_at=1)
+    assert main(["protect", str(source), "--quiet"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.png"]
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_protect_writes_png_by_default_everywhere_and_warns_when_lossy(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in enumerate(("a.jpg", "b.webp")):
+        Image.open(_photo(tmp_path / f"{seed}.png", seed=seed)).save(folder / name)
+    _fake_protect(monkeypatch)
+    for output in (tmp_path / "out", str(tmp_path / "slash") + "/"):
+        assert main(["protect", str(folder), "-o", str(output), "--quiet"]) == 0
+        assert sorted(p.name for p in Path(output).iterdir()) == ["a.png", "b.png"]
+        assert "lossy" not in capsys.readouterr().err
+    assert main(["protect", str(folder), "--quiet"]) == 0  # the default folder: IN_protected/
+    assert sorted(p.name for p in (tmp_path / "in_protected").iterdir()) == ["a.png", "b.png"]
+    assert main(["protect", str(folder / "a.jpg"), "-o", str(tmp_path / "out"), "--quiet"]) == 0  # into a folder
+    assert (tmp_path / "out" / "a.png").exists()
+    assert "lossy" not in capsys.readouterr().err
+    for argv in (["-o", str(tmp_path / "one.jpg")], ["-o", str(tmp_path / "jpgs"), "--format", "jpg"]):
+        assert main(["protect", str(folder / "a.jpg"), *argv, "--quiet"]) == 0
+        assert "warning: lossy output" in capsys.readouterr().err
+    assert main(["protect", str(folder), "-o", str(tmp_path / "folder-jpgs"), "--format", "jpg", "--quiet"]) == 0
+    assert "warning: lossy output" in capsys.readouterr().err
+
+
+def test_unchanged_photos_are_written_and_make_the_exit_status_1(tmp_path, capsys, monkeypatch):
+    folder = _folder(tmp_path, bad=())
+    calls = _fake_protect(monkeypatch, unchanged_at=(2,))
+    out = tmp_path / "out"
+    assert main(["protect", str(folder), "-o", str(out), "--quiet"]) == 1
+    assert len(calls) == 3 and sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "e.png"]
+    err = capsys.readouterr().err
+    assert f"{folder / 'c.png'}: unchanged, not protected: the optimisation did not lower the objective" in err
+    assert "1 of 3 photos came out unchanged" in err
+    source = _photo(tmp_path / "me.png")
+    _fake_protect(monkeypatch, unchanged_at=(1,))
+    assert main(["protect", str(source), "--quiet"]) == 1
+    assert (tmp_path / "me.protected.png").exists()
+
+
+def test_verify_reports_a_different_message_and_exits_1(tmp_path, capsys, monkeypatch):
+    source = _photo(tmp_path / "marked.png")
+    found = SimpleNamespace(message="ID-004217", bit_accuracy=0.8125, n_bits=64, p_value=1e-9, geometry="as is",
+                            detected=False, other_message="ID-004217")
+    monkeypatch.setattr("photoshield.watermark.verify", lambda *args, **kwargs: found)
+    assert main(["watermark", "verify", str(source), "--message", "ID-004218", "--key", "my secret"]) == 1
+    out = capsys.readouterr().out
+    assert "decision:     marked, with a different message: 'ID-004217'" in out and "DETECTED" not in out

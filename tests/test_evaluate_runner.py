@@ -15,17 +15,28 @@ from photoshield.errors import PhotoshieldError
 from photoshield.evaluate.runner import BASE_COLUMNS, EvalConfig, binomial_p_value, judge_columns, parse_method, run
 
 REPO = Path(__file__).resolve().parent.parent
+try:  # the invisible-watermark baselines are an optional extra: without it the grid leaves them out
+    import imwatermark  # noqa: F401
+
+    HAVE_BASELINES = True
+except ImportError:
+    HAVE_BASELINES = False
+needs_baselines = pytest.mark.skipif(
+    not HAVE_BASELINES, reason="the optional baselines extra (invisible-watermark) is not installed: pip install -e '.[baselines]'"
+)
+METHODS = ["clean", "facial:eps=8,steps=2,preset=light"] + (["dwtDctSvd"] if HAVE_BASELINES else [])
 GRID = {
     "inputs": ["obama", "biden"],
-    "methods": ["clean", "facial:eps=8,steps=2,preset=light", "dwtDctSvd"],
+    "methods": METHODS,
     "attacks": ["jpeg:quality=50"],
     "judges": ["dlib-port", "sface"],
     "max_side": 320,
     "seed": 3,
     "progress": False,
 }
+ROWS = 2 * len(METHODS) * 2  # images x methods x (identity, jpeg)
 CLI_GRID = [
-    "evaluate", "--inputs", "obama", "biden", "--methods", "clean", "facial:eps=8,steps=2,preset=light", "dwtDctSvd",
+    "evaluate", "--inputs", "obama", "biden", "--methods", *METHODS,
     "--attacks", "jpeg:quality=50", "--judges", "dlib-port", "sface", "--max-side", "320", "--seed", "3", "--quiet",
 ]
 
@@ -51,27 +62,37 @@ def one_process(tmp_path_factory):
 
 def test_report_files_have_the_documented_columns_and_real_measurements(one_process):
     folder, summary = one_process
-    assert (summary.rows, summary.computed, summary.skipped) == (12, 12, 0)
-    for name in ("results.csv", "results.json", "report.html", "robustness_watermark.png", "robustness_protection.png", "quality_robustness.png"):
+    assert (summary.rows, summary.computed, summary.skipped, summary.failed) == (ROWS, ROWS, 0, 0)
+    names = ["results.csv", "results.json", "report.html", "robustness_protection.png", "quality_robustness.png"]
+    for name in names + (["robustness_watermark.png"] if HAVE_BASELINES else []):
         assert (folder / name).stat().st_size > 0, name
     with open(folder / "results.csv", encoding="utf-8") as source:
         header = source.readline().strip().split(",")
     assert header == BASE_COLUMNS + judge_columns(["dlib-port", "sface"])
     rows = {(r["image"], r["method"], r["attack"]): r for r in _rows(folder)}
-    assert len(rows) == 12
+    assert len(rows) == ROWS
     clean = rows["obama", "clean", "identity"]
     assert float(clean["identity_dlib_port"]) == 0.0 and clean["identity_dlib_port_same"] == "true"
     protected = rows["obama", "facial:epsilon=8,preset=light,steps=2", "identity"]
     assert float(protected["identity_dlib_port"]) > 0.2  # two PGD steps already move the identity
     assert 40 < float(protected["psnr"]) < 60 and protected["status"] == "protected"
+    jpeg = rows["obama", "clean", "jpeg:quality=50"]
+    assert float(jpeg["strength"]) == 0.5 and jpeg["family"] == "jpeg" and float(jpeg["attack_psnr"]) < 40
+    document = json.loads((folder / "results.json").read_text())
+    assert [entry["method"] for entry in document["summary"]] == [parse_method(m).describe() for m in METHODS]
+    assert "<table>" in (folder / "report.html").read_text() and "data:image/png;base64," in (folder / "report.html").read_text()
+    assert "rows failed" not in (folder / "report.html").read_text()
+
+
+@needs_baselines
+def test_baseline_rows_read_their_payload_back(one_process):
+    folder, _ = one_process
+    rows = {(r["image"], r["method"], r["attack"]): r for r in _rows(folder)}
     marked = rows["obama", "dwtDctSvd", "identity"]
     assert float(marked["bit_accuracy"]) == 1.0 and marked["detected"] == "true"
     assert math.isclose(float(marked["p_value"]), 2.0**-32, rel_tol=1e-4)
     jpeg = rows["obama", "dwtDctSvd", "jpeg:quality=50"]
     assert float(jpeg["strength"]) == 0.5 and jpeg["family"] == "jpeg" and float(jpeg["attack_psnr"]) < 40
-    document = json.loads((folder / "results.json").read_text())
-    assert [entry["method"] for entry in document["summary"]] == ["clean", "facial:epsilon=8,preset=light,steps=2", "dwtDctSvd"]
-    assert "<table>" in (folder / "report.html").read_text() and "data:image/png;base64," in (folder / "report.html").read_text()
 
 
 @pytest.fixture
@@ -93,13 +114,13 @@ def test_second_run_resumes_and_recomputes_only_missing_rows(one_process, tmp_pa
     journal = copy / "rows" / "rows-0.jsonl"
     config = EvalConfig.from_dict({**GRID, "output": str(copy)})
     again = run(config)
-    assert (again.computed, again.skipped) == (0, 12)
-    assert len(journal.read_text().splitlines()) == 12  # nothing appended
+    assert (again.computed, again.skipped) == (0, ROWS)
+    assert len(journal.read_text().splitlines()) == ROWS  # nothing appended
     assert (copy / "results.csv").read_bytes() == before
     lines = journal.read_text().splitlines()
     journal.write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])  # an interrupted run: 5 rows and a cut line
     resumed = run(config)
-    assert resumed.computed == 7
+    assert resumed.computed == ROWS - 5
     assert (copy / "results.csv").read_bytes() == before  # same seeds per row: the same numbers
     with pytest.raises(PhotoshieldError, match="other settings"):
         run(EvalConfig.from_dict({**GRID, "output": str(copy), "seed": 4}))
@@ -113,7 +134,7 @@ def test_two_processes_give_the_same_report_as_one(one_process, tmp_path):
                 "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "photoshield.cli"]
     done = subprocess.run(launcher + CLI_GRID + ["-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "12 rows (12 computed, 0 already done)" in done.stdout
+    assert f"{ROWS} rows ({ROWS} computed, 0 already done)" in done.stdout
     assert sorted(p.name for p in (tmp_path / "two" / "rows").glob("rows-*.jsonl")) == ["rows-0.jsonl", "rows-1.jsonl"]
     assert (tmp_path / "two" / "results.csv").read_bytes() == (folder / "results.csv").read_bytes()
 
@@ -132,6 +153,80 @@ def test_config_schema_and_errors(tmp_path):
         EvalConfig.from_dict({"judges": ["arcface"]})
     with pytest.raises(PhotoshieldError, match="config file not found"):
         EvalConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+@needs_baselines
+def test_baselines_run_clean_on_images_smaller_than_their_limit(tmp_path, one_thread):
+    # --max-side 256 failed half the rows ("images need at least 256 x 256 pixels"); obama2 at 320 is 320 x 167
+    for side in (256, 320):
+        config = {"inputs": ["obama2"], "methods": ["dwtDctSvd", "rivaGan"], "attacks": ["jpeg:quality=90"], "judges": [],
+                  "max_side": side, "progress": False, "output": str(tmp_path / str(side))}
+        summary = run(EvalConfig.from_dict(config))
+        assert (summary.rows, summary.failed) == (4, 0), summary.failures
+        rows = {(r["method"], r["attack"]): r for r in _rows(tmp_path / str(side))}
+        assert {row["status"] for row in rows.values()} == {"marked"}
+        assert float(rows["dwtDctSvd", "identity"]["bit_accuracy"]) >= 0.8  # 256 x 134 is half padding: fewer bits hold
+
+
+# A grid whose watermark rows fail (no such checkpoint) next to clean rows that work: cheap and without extras.
+FAILING = ["--inputs", "obama", "--methods", "clean", "watermark:model=missing.safetensors", "--attacks", "jpeg:quality=50",
+           "--judges", "--max-side", "64", "--quiet"]
+
+
+def test_cli_counts_failed_rows_and_exits_1_unless_allowed(tmp_path, capsys):
+    from photoshield.cli import main
+
+    out = tmp_path / "out"
+    assert main(["evaluate", *FAILING, "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "4 rows (4 computed, 0 already done, 2 failed)" in captured.out
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith("photoshield: error: 2 of 4 rows failed") and "--allow-failures" in err[0]
+    assert err[1].startswith("  2 x ") and "missing.safetensors" in err[1] and len(err) == 2  # one distinct reason, counted
+    assert "2 of 4 rows failed" in (out / "report.html").read_text()
+    assert main(["evaluate", *FAILING, "-o", str(out), "--allow-failures"]) == 0  # resumed, accepted
+    captured = capsys.readouterr()
+    assert "(0 computed, 4 already done, 2 failed)" in captured.out and "photoshield: warning: 2 of 4 rows failed" in captured.err
+
+
+def test_a_folder_holding_another_run_is_refused_unless_overwrite(tmp_path, capsys, one_thread):
+    from photoshield.cli import main
+
+    base = {"inputs": ["obama"], "methods": ["clean"], "judges": [], "max_side": 64, "progress": False, "output": str(tmp_path / "out")}
+    first = run(EvalConfig.from_dict({**base, "attacks": ["jpeg:quality=50"]}))
+    assert first.computed == 2
+    before = (tmp_path / "out" / "results.csv").read_bytes()
+    other = EvalConfig.from_dict({**base, "attacks": ["noise:sigma=0.1"]})
+    with pytest.raises(PhotoshieldError, match=r"other settings \(attacks \+noise:sigma=0.1 -jpeg:quality=50\).*--overwrite"):
+        run(other)
+    assert (tmp_path / "out" / "results.csv").read_bytes() == before  # nothing touched
+    assert run(EvalConfig.from_dict({**base, "attacks": ["jpeg:quality=50"]})).computed == 0  # the same run resumes
+    grown = run(EvalConfig.from_dict({**base, "attacks": ["jpeg:quality=50", "blur:sigma=1"]}))  # adding to it loses nothing
+    assert (grown.computed, grown.skipped) == (1, 2)
+    with pytest.raises(PhotoshieldError, match="attacks -blur:sigma=1"):  # leaving part of it out would
+        run(EvalConfig.from_dict({**base, "attacks": ["jpeg:quality=50"]}))
+    replaced = run(other, overwrite=True)
+    assert (replaced.computed, replaced.skipped) == (2, 0)
+    assert {r["attack"] for r in _rows(tmp_path / "out")} == {"identity", "noise:sigma=0.1"}
+    journal = (tmp_path / "out" / "rows" / "rows-0.jsonl").read_text()
+    assert "jpeg" not in journal  # the old run's journal went with it
+    cli = ["evaluate", "--inputs", "obama", "--methods", "clean", "--judges", "--max-side", "64", "--quiet", "-o", str(tmp_path / "out")]
+    assert main([*cli, "--attacks", "jpeg:quality=50"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "--overwrite" in err[0]
+    assert main([*cli, "--attacks", "jpeg:quality=50", "--overwrite"]) == 0
+
+
+def test_a_report_without_a_run_record_is_not_overwritten(tmp_path, one_thread):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "results.csv").write_text("someone else's results\n")
+    config = EvalConfig.from_dict({"inputs": ["obama"], "methods": ["clean"], "attacks": [], "judges": [], "max_side": 64,
+                                   "progress": False, "output": str(folder)})
+    with pytest.raises(PhotoshieldError, match="results.csv of another run"):
+        run(config)
+    assert (folder / "results.csv").read_text() == "someone else's results\n"
+    assert run(config, overwrite=True).computed == 1
 
 
 def test_binomial_p_value():

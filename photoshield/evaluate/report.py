@@ -274,7 +274,11 @@ def write_report(rows: Sequence[dict[str, Any]], columns: Sequence[str], folder:
         encoded = base64.b64encode(png).decode("ascii")
         sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
     errors = [row for row in rows if str(row.get("status", "")).startswith("error")]
-    error_list = "".join(f"<li>{html.escape(row['image'])} / {html.escape(row['method'])}: {html.escape(str(row['status']))}</li>" for row in errors[:50])
+    error_list = "".join(f"<li>{html.escape(str(row['image']))} / {html.escape(str(row['method']))} / {html.escape(str(row.get('attack', '')))}: "
+                         f"{html.escape(str(row['status']))}</li>" for row in errors[:50])
+    if len(errors) > 50:
+        error_list += f"<li>... and {len(errors) - 50} more (results.csv lists them all)</li>"
+    failed = f"<p><strong>{len(errors)} of {len(rows)} rows failed</strong> (status <code>error: ...</code>; listed under Errors).</p>" if errors else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>photoshield robustness report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;font-size:13px}}
@@ -284,6 +288,7 @@ td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}th{{background:#e
 {len({row['attack'] for row in rows})} attacks. Full rows: <a href="results.csv">results.csv</a>, <a href="results.json">results.json</a>.
 Identity scores: dlib-port/dlib are distances (same person below 0.6), sface a cosine (same person at or above 0.363);
 "protected_*" is the share of attacked rows whose face the judge no longer recognises.</p>
+{failed}
 <h2>Summary</h2>{_table(summary)}
 {''.join(sections)}
 {f'<h2>Errors</h2><ul>{error_list}</ul>' if errors else ''}

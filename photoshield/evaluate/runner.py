@@ -23,7 +23,13 @@ Kontext ``edit_context_mass`` / ``edit_context_mass_ratio`` (attention mass to t
 tokens, and its ratio to the clean photo's). Watermark rows are not edited.
 
 Rows are keyed by (image, method, attack, strength) and journaled as they finish
-(``OUT/rows/rows-RANK.jsonl``), so a second run skips rows already done. Under
+(``OUT/rows/rows-RANK.jsonl``), so a second run with the same settings skips rows already done.
+``OUT/rows/run.json`` records the settings and the grid (images, methods, attacks, judges): a
+folder holding a different run's results (other settings or judges, or a grid that leaves out
+some of its images, methods or attacks) is refused, unless ``run(config, overwrite=True)``
+(``--overwrite``) clears it first; a grid that only adds to the recorded one resumes and grows
+it. A row that fails records ``error: ...`` in its status and the run goes on;
+``RunSummary.failed`` / ``failures`` count them (the CLI exits 1 unless ``--allow-failures``). Under
 ``accelerate launch`` the images are split between the processes (one device each), and
 the main process merges every journal into one report, in the grid's order, so one
 process and many give the same files. Every random choice draws from a seed derived from
@@ -36,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -581,13 +588,19 @@ def _clean_number(value: Any) -> Any:
 
 @dataclass
 class RunSummary:
-    """What a run did: ``rows`` in the report, ``computed`` now (all processes), ``skipped`` as already done."""
+    """What a run did: ``rows`` in the report, ``computed`` now (all processes), ``skipped`` as already done.
+
+    ``failed``: rows of the report whose status is ``error: ...``; ``failures``: (reason, count) per
+    distinct reason, most frequent first. Both are filled on the main process, with ``files``.
+    """
 
     rows: int
     computed: int
     skipped: int
     output: str
     files: dict[str, str] = field(default_factory=dict)
+    failed: int = 0
+    failures: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _key(row: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -607,24 +620,110 @@ def _read_journals(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_fingerprint(output: Path, config: EvalConfig, main: bool) -> None:
+#: Files a run writes in OUT besides the journals; ``overwrite`` removes them with the journals.
+REPORT_FILES = ("results.csv", "results.json", "report.html", "robustness_watermark.png", "robustness_protection.png",
+                "quality_robustness.png")
+_GRID_KEYS = ("images", "methods", "attacks", "judges")
+_GROWABLE = ("images", "methods", "attacks")  # a run may add to these and resume; dropping one loses its rows
+
+
+def _run_record(config: EvalConfig, inputs, methods, attack_list) -> dict[str, Any]:
+    """What makes two runs the same run: the settings that change the numbers and the grid itself."""
+    record = dict(config.fingerprint())
+    record.update(images=[name for name, _ in inputs], methods=[spec.describe() for spec in methods],
+                  attacks=[attack.describe() for attack in attack_list], judges=list(config.judges))
+    return record
+
+
+def _unique(values) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _previous_record(output: Path) -> dict[str, Any] | None:
+    """The record of the run that wrote ``output``, or None when it holds none."""
     meta = output / "rows" / "run.json"
-    fingerprint = config.fingerprint()
-    if meta.exists():
+    if not meta.exists():
+        return None
+    try:
         previous = json.loads(meta.read_text(encoding="utf-8"))
-        if previous != fingerprint:
-            changed = ", ".join(f"{k} {previous.get(k)!r} -> {v!r}" for k, v in fingerprint.items() if previous.get(k) != v)
-            raise PhotoshieldError(
-                f"{output}: holds results made with other settings ({changed}); choose another output folder "
-                "or remove it to start over"
-            )
-    elif main:
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(fingerprint, sort_keys=True), encoding="utf-8")
+    except (OSError, json.JSONDecodeError) as error:
+        raise PhotoshieldError(f"{meta}: unreadable run record ({error}); remove it, or pass --overwrite") from None
+    if "images" not in previous and (output / "results.json").exists():  # recorded before the grid was: read it back
+        try:
+            rows = json.loads((output / "results.json").read_text(encoding="utf-8")).get("rows", [])
+        except (OSError, json.JSONDecodeError, AttributeError):
+            rows = []
+        if rows:
+            previous.update(images=_unique(row.get("image") for row in rows), methods=_unique(row.get("method") for row in rows),
+                            attacks=_unique(row.get("attack") for row in rows))
+    return previous
 
 
-def run(config: EvalConfig, state: Any = None) -> RunSummary:
-    """Run the grid of ``config`` (resuming), then write the merged CSV, JSON and HTML report on the main process."""
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _change(key: str, old: Any, new: Any) -> str:
+    if isinstance(old, list) and isinstance(new, list):
+        added, removed = [v for v in new if v not in old], [v for v in old if v not in new]
+        parts = [f"+{', '.join(map(str, added[:3]))}{' ...' if len(added) > 3 else ''}" if added else "",
+                 f"-{', '.join(map(str, removed[:3]))}{' ...' if len(removed) > 3 else ''}" if removed else ""]
+        detail = " ".join(part for part in parts if part) or "reordered"
+        return f"{key} {detail}"
+    return f"{key} {_shorten(old)} -> {_shorten(new)}"
+
+
+def _conflict(output: Path, record: dict[str, Any]) -> str | None:
+    """Why ``output`` cannot be resumed with ``record`` (it holds a different run), or None."""
+    previous = _previous_record(output)
+    if previous is None:
+        leftovers = [name for name in REPORT_FILES if (output / name).exists()]
+        if leftovers:
+            return f"holds {', '.join(leftovers)} of another run (no run record in rows/run.json)"
+        return None
+    changed = []
+    for key in _unique([*record, *previous]):
+        old, new = previous.get(key), record.get(key)
+        if key in _GRID_KEYS and key not in previous:  # a record written before the grid was recorded
+            continue
+        if key in _GROWABLE and isinstance(old, list) and isinstance(new, list):
+            if all(item in new for item in old):  # the same grid, or a larger one: its rows stay in the report
+                continue
+        elif old == new:
+            continue
+        changed.append(_change(key, old, new))
+    return f"holds results made with other settings ({'; '.join(changed)})" if changed else None
+
+
+def _clear(output: Path) -> None:
+    """Remove a previous run's journals, run record and report files (nothing else in the folder)."""
+    for path in [*sorted((output / "rows").glob("rows-*.jsonl")), output / "rows" / "run.json", *(output / n for n in REPORT_FILES)]:
+        path.unlink(missing_ok=True)
+
+
+def _prepare_output(output: Path, record: dict[str, Any], state: Any, overwrite: bool) -> None:
+    """Refuse a folder holding another run's results (unless ``overwrite``), then record this run in it."""
+    from photoshield.evaluate.report import _atomic_write
+
+    conflict = _conflict(output, record)  # every process reads before the main process writes
+    if conflict and not overwrite:
+        raise PhotoshieldError(
+            f"{output}: {conflict}; choose another output folder, or pass --overwrite (overwrite=True in Python) to replace them"
+        )
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if conflict:
+            _clear(output)
+        _atomic_write(output / "rows" / "run.json", json.dumps(record, sort_keys=True).encode("utf-8"))
+    state.wait_for_everyone()
+
+
+def run(config: EvalConfig, state: Any = None, overwrite: bool = False) -> RunSummary:
+    """Run the grid of ``config`` (resuming), then write the merged CSV, JSON and HTML report on the main process.
+
+    ``overwrite``: replace the results of a different run in the output folder instead of refusing it.
+    """
     from accelerate import PartialState
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
@@ -639,12 +738,12 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
     if state.is_main_process:
         journal_dir.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
-    _check_fingerprint(output, config, state.is_main_process)
 
     specs = [parse_method(item) for item in config.methods]
     methods = list({spec.describe(): spec for spec in specs}.values())
     attack_list = build_attacks(config.attacks)
     inputs = load_inputs(config.inputs, config.max_inputs, config.max_side)
+    _prepare_output(output, _run_record(config, inputs, methods, attack_list), state, overwrite)
     judge_names = list(config.judges)
     editing = config.editing_spec()
     columns = BASE_COLUMNS + judge_columns(judge_names) + (SEGMENTATION_COLUMNS if config.segmenter else [])
@@ -708,6 +807,9 @@ def run(config: EvalConfig, state: Any = None) -> RunSummary:
         from photoshield.evaluate.report import write_report
 
         summary.files = write_report(rows, columns + extra, output, config=asdict(config))
+        reasons = Counter(str(row["status"])[len("error:"):].strip() for row in rows if str(row.get("status", "")).startswith("error"))
+        summary.failed = sum(reasons.values())
+        summary.failures = reasons.most_common()
     state.wait_for_everyone()
     return summary
 

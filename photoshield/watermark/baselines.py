@@ -13,9 +13,13 @@ Stable Diffusion reference scripts. Each method is an object with the payload le
 
 The package works on 8-bit BGR ``H x W x 3`` arrays (OpenCV order): images are rounded to
 uint8, flipped to BGR, marked, and flipped back, so ``embed`` returns images on the 8-bit
-grid. All three need at least 256 x 256 pixels (the package's own limit). RivaGAN's ONNX
-encoder and decoder ship inside the package and run offline through onnxruntime; it
-carries exactly 32 bits.
+grid. The package refuses images of fewer than 256 x 256 pixels; smaller images are padded
+here (reflected, at the bottom and right, to the smallest size it accepts: see ``padded_size``),
+marked or read, and cropped back, so ``embed`` returns the input's own size. Only the image's
+own pixels then carry the mark and the reflected border adds noise to the read-back, so small
+images decode less reliably (dwtDctSvd on obama: every bit at 320 x 180, ~90 % at 200 x 200,
+~60 % at 96 x 64). RivaGAN's ONNX encoder and decoder ship inside the package and run offline
+through onnxruntime; it carries exactly 32 bits.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ import torch
 from photoshield.errors import PhotoshieldError
 from photoshield.image import check_image
 
-__all__ = ["BASELINES", "DwtDct", "DwtDctSvd", "InvisibleWatermark", "RivaGan", "baseline", "names"]
+__all__ = ["BASELINES", "DwtDct", "DwtDctSvd", "InvisibleWatermark", "RivaGan", "baseline", "names", "padded_size"]
 
 _INSTALL = "pip install 'photoshield[baselines]' (the invisible-watermark package)"
-MIN_PIXELS = 256 * 256
+MIN_PIXELS = 256 * 256  # invisible-watermark's limit (height x width)
+MIN_SIDE = 256
 
 
 def _imwatermark() -> Any:
@@ -43,10 +48,30 @@ def _imwatermark() -> Any:
     return imwatermark
 
 
-def _to_bgr_uint8(image: torch.Tensor) -> np.ndarray:
-    """One (3, H, W) float RGB tensor in [0, 1] -> H x W x 3 uint8 BGR array (rounded)."""
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The size an image is padded to before marking or reading: itself when it has 256 x 256 pixels or more.
+
+    Otherwise the short side grows until the area reaches 256 * 256 (e.g. 180 x 320 -> 205 x 320), or both
+    sides grow to 256 when the long side is shorter than that: the least padding the package accepts.
+    """
+    height, width = int(height), int(width)
+    if height * width >= MIN_PIXELS:
+        return height, width
+    long_side = max(height, width)
+    needed = -(-MIN_PIXELS // long_side)
+    if needed <= long_side:
+        return (needed, width) if height <= width else (height, needed)
+    return max(height, MIN_SIDE), max(width, MIN_SIDE)
+
+
+def _to_bgr_uint8(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One (3, H, W) float RGB tensor in [0, 1] -> H x W x 3 uint8 BGR array (rounded), reflect-padded to ``size``."""
     rgb = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(rgb[..., ::-1])
+    bgr = rgb[..., ::-1]
+    if size is not None and tuple(size) != bgr.shape[:2]:
+        rows, cols = size[0] - bgr.shape[0], size[1] - bgr.shape[1]
+        bgr = np.pad(bgr, ((0, rows), (0, cols), (0, 0)), mode="reflect" if min(bgr.shape[:2]) > 1 else "edge")
+    return np.ascontiguousarray(bgr)
 
 
 def _from_bgr_uint8(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -73,11 +98,6 @@ class InvisibleWatermark:
 
     def _check(self, images: torch.Tensor) -> torch.Tensor:
         check_image(images, "images")
-        height, width = images.shape[-2:]
-        if height * width < MIN_PIXELS:
-            raise PhotoshieldError(
-                f"{self.name}: images need at least 256 x 256 pixels (invisible-watermark's limit), got {height} x {width}"
-            )
         return images
 
     def _bits(self, bits: Any, batch: int) -> torch.Tensor:
@@ -94,21 +114,24 @@ class InvisibleWatermark:
         """Mark each image with its row of ``bits`` (B, n) of 0/1; returns images on the 8-bit grid."""
         images = self._check(images)
         bits = self._bits(bits, images.shape[0])
+        height, width = images.shape[-2:]
+        size = padded_size(height, width)  # small images: reflect-padded, marked, cropped back
         out = []
         for image, row in zip(images, bits):
             encoder = self._module.WatermarkEncoder()
             encoder.set_watermark("bits", row.tolist())
-            marked = encoder.encode(_to_bgr_uint8(image), method=self.method, **self.configs)
-            out.append(_from_bgr_uint8(marked, image))
+            marked = encoder.encode(_to_bgr_uint8(image, size), method=self.method, **self.configs)
+            out.append(_from_bgr_uint8(marked[:height, :width], image))
         return torch.stack(out)
 
     def decode(self, images: torch.Tensor) -> torch.Tensor:
         """The payload read back from each image: (B, n) long of 0/1."""
         images = self._check(images)
+        size = padded_size(*images.shape[-2:])  # padded as embed pads
         out = []
         for image in images:
             decoder = self._module.WatermarkDecoder("bits", self.bits)
-            bits = decoder.decode(_to_bgr_uint8(image), method=self.method, **self.configs)
+            bits = decoder.decode(_to_bgr_uint8(image, size), method=self.method, **self.configs)
             out.append(torch.as_tensor(np.asarray(bits).astype(np.int64)).flatten())
         return torch.stack(out).to(images.device)
 
