@@ -467,7 +467,7 @@ def cmd_watermark(args: argparse.Namespace) -> int:
         return _watermark_embed(args)
     from photoshield.watermark import load, verify
 
-    model = load(args.model) if args.model else None
+    model = load(args.model, verify=not args.no_verify) if args.model else None
     if args.search and not args.message:
         raise PhotoshieldError("--search needs --message: the search ranks crops and rotations by the bits that match it")
     result = verify(args.input, message=args.message, key=args.key, fpr=args.fpr, model=model, search=args.search)
@@ -489,7 +489,7 @@ def _watermark_embed(args: argparse.Namespace) -> int:
     from photoshield.io import read_photo, write_image
     from photoshield.watermark import DEFAULT_REFINE_STEPS, embed, load, payload
 
-    model = load(args.model or "watermark-diffmark")
+    model = load(args.model or "watermark-diffmark", verify=not args.no_verify)
     # A message or key the payload cannot carry fails every file alike: refuse it before any work.
     payload.encode(args.message, key=args.key, schema=payload.get_schema(model.n_bits, getattr(model.config, "schema_version", 1)))
     pairs, folder = plan_outputs(Path(args.input), Path(args.output), args.format, _names_a_folder(args.output))
@@ -665,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     wm_embed.add_argument("--refine-for-crops", action="store_true",
                           help="also refine so that a cropped copy still reads (with verify --search; ~1 s more)")
     wm_embed.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
+    wm_embed.add_argument("--no-verify", action="store_true",
+                          help="load a --model file of your own without checking it (by default it must be the shipped file or carry its checksum)")
     wm_verify = watermark_commands.add_parser(
         "verify", help="decode and test a photo; exit status 0 if detected, 1 if not (or marked with another message), 2 on errors"
     )
@@ -675,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     wm_verify.add_argument("--search", action="store_true",
                            help="also look through crops and rotations (needs --message; ~5 s; the p-value pays for the search)")
     wm_verify.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
+    wm_verify.add_argument("--no-verify", action="store_true",
+                          help="load a --model file of your own without checking it (by default it must be the shipped file or carry its checksum)")
 
     demo = commands.add_parser("demo", help="run the main job on a bundled photo, with no other input")
     demo.add_argument("--sample", help="bundled sample name (default: the first face photo)")

@@ -9,6 +9,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 # Notebooks that need registry weights not shipped yet: skipped, with the reason, until they are.
 NEEDS_WEIGHTS = {"02_watermark_embed_verify": "watermark-diffmark"}
+NEEDS_EXTRA = {"03_robustness_evaluation": ("imwatermark", "the baselines extra (pip install 'photoshield[baselines]')")}
 
 
 def test_notebooks_are_there_and_stored_stripped():
@@ -29,6 +30,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
 
         if registry.find(NEEDS_WEIGHTS[path.stem]) is None:
             pytest.skip(f"{path.name} needs the {NEEDS_WEIGHTS[path.stem]} checkpoint, which is not shipped yet")
+    if path.stem in NEEDS_EXTRA:
+        module, extra = NEEDS_EXTRA[path.stem]
+        pytest.importorskip(module, reason=f"{path.name} needs {extra}")
     monkeypatch.setenv("PHOTOSHIELD_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")

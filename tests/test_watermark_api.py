@@ -273,3 +273,31 @@ def test_a_corrupt_watermark_checkpoint_is_refused(tiny, tmp_path):
         with pytest.raises(ChecksumError, match="verify=False"):
             load(copy)
         assert registry.load("watermark-diffmark", path=shipped, device="cpu") is not None
+
+
+def test_cli_refuses_an_unchecked_model_file_unless_told(tiny, tmp_path, capsys):
+    from safetensors.torch import save_file
+    from photoshield.models.registry import safetensors_metadata, load_state_dict
+
+    _, path = tiny
+    legacy = tmp_path / "legacy.safetensors"  # written before save() recorded a checksum
+    metadata = {k: v for k, v in safetensors_metadata(path, "test").items() if k != "tensors_sha256"}
+    save_file(load_state_dict(path), str(legacy), metadata=metadata)
+    photo = tmp_path / "photo.png"
+    write_image(torch.rand(1, 3, 40, 64), photo)
+    assert main(["watermark", "verify", str(photo), "--model", str(legacy)]) == 2
+    assert "verify=False" in capsys.readouterr().err
+    assert main(["watermark", "verify", str(photo), "--model", str(legacy), "--no-verify"]) in (0, 1)
+
+
+@needs_weights
+@pytest.mark.slow
+def test_cli_says_a_neighbouring_id_is_a_different_message(tmp_path, capsys):
+    from photoshield.image import quantize
+
+    marked = tmp_path / "marked.png"
+    write_image(quantize(embed(_photos()[0], "ID-004217", key="my secret")), marked)
+    assert main(["watermark", "verify", str(marked), "--message", "ID-004218", "--key", "my secret"]) == 1
+    out = capsys.readouterr().out
+    assert "marked, with a different message: 'ID-004217'" in out and "DETECTED" not in out
+    assert main(["watermark", "verify", str(marked), "--message", "ID-004217", "--key", "my secret"]) == 0
