@@ -10,6 +10,40 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 
 
+def stamp(device: str | torch.device = "cpu") -> dict:
+    """Where a result comes from: command, git commit (and uncommitted changes), date, versions, threads, device."""
+    import datetime
+    import os
+    import platform
+    import shlex
+    import subprocess
+    import sys
+
+    def git(*args: str) -> str | None:
+        try:
+            env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # never take the index lock of a repository in use
+            return subprocess.run(["git", *args], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return {
+        "command": shlex.join(["python", str(script), *sys.argv[1:]]),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+    }
+
+
 def face_photo_path() -> Path:
     """A real face photo: the first bundled face sample, or the test fixture in a bare checkout."""
     try:

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import json
 import os
-import platform
 import resource
 import selectors
 import signal
@@ -148,32 +146,10 @@ def _stamp(args: argparse.Namespace, threads: int) -> dict:
     import PIL
     import torch
 
-    try:
-        from _common import stamp as common_stamp  # benchmarks/_common.py, shared by the benchmark scripts
-    except ImportError:
-        common_stamp = None
-    if common_stamp is not None:
-        result = dict(common_stamp("cpu"))
-    else:
-        env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # never take the index lock of a repository in use
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import stamp  # benchmarks/_common.py, shared by the benchmark scripts
 
-        def git(*command: str) -> str | None:
-            try:
-                return subprocess.run(["git", *command], cwd=REPO, env=env, capture_output=True, text=True,
-                                      timeout=30).stdout.strip() or None
-            except (OSError, subprocess.SubprocessError):
-                return None
-
-        result = {
-            "command": "python benchmarks/fuzz_io.py " + " ".join(sys.argv[1:]),
-            "git_commit": git("rev-parse", "HEAD"),
-            "git_uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "device": "cpu",
-            "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        }
+    result = stamp("cpu")
     result.update({
         "threads": threads,  # torch threads in each worker (decoders are single-threaded)
         "workers": args.workers,
