@@ -13,7 +13,7 @@ Each attack has one ``strength`` knob s in [0, 1] mapped onto a documented range
 
 from __future__ import annotations
 
-from . import codecs, deepfake, distortions, regeneration  # noqa: F401  (register the built-in attacks)
+from . import codecs, deepfake, distortions, purify, regeneration  # noqa: F401  (register the built-in attacks)
 from .base import Attack, AttackError, Compose, attack_class, get, names, parse, register
 from .codecs import AVIF, JPEG, JPEGXL, DiffJPEG, WebP
 from .deepfake import FaceInpaint, FaceSwap, InstructEdit
@@ -33,6 +33,7 @@ from .distortions import (
     Saturation,
     Sharpness,
 )
+from .purify import Bilateral, DiffPure, GrIDPure, Impress, NoiseJPEG, NoisyUpscale, NonLocalMeans, TotalVariation
 from .regeneration import Rinse, SDEdit, VAERoundTrip
 from .presets import WAVES_STRENGTHS, grid, grid_names, register_grid
 
@@ -40,6 +41,7 @@ __all__ = [
     "AVIF",
     "Attack",
     "AttackError",
+    "Bilateral",
     "Blur",
     "Brightness",
     "Compose",
@@ -48,14 +50,19 @@ __all__ = [
     "FaceInpaint",
     "FaceSwap",
     "DiffJPEG",
+    "GrIDPure",
     "HorizontalFlip",
     "Hue",
     "Identity",
+    "Impress",
     "InstructEdit",
     "JPEG",
     "JPEGXL",
     "MedianBlur",
     "Noise",
+    "NoiseJPEG",
+    "NoisyUpscale",
+    "NonLocalMeans",
     "Perspective",
     "Resize",
     "Rinse",
@@ -63,6 +70,7 @@ __all__ = [
     "SDEdit",
     "Saturation",
     "Sharpness",
+    "TotalVariation",
     "VAERoundTrip",
     "WAVES_STRENGTHS",
     "WebP",

@@ -47,7 +47,7 @@ _REGISTRY: dict[str, type["Attack"]] = {}
 _ALIASES: dict[str, str] = {}
 # Modules that register attacks; imported on first lookup. Modules not written yet are skipped,
 # but a module that exists and fails to import raises (no silent gaps in an evaluation).
-_PROVIDERS = ("codecs", "distortions", "regeneration", "deepfake")
+_PROVIDERS = ("codecs", "distortions", "regeneration", "deepfake", "purify")
 _loaded = False
 
 

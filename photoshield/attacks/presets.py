@@ -1,4 +1,5 @@
-"""Named lists of attacks for evaluations: ``grid("standard")``, ``grid("waves")``, ``grid("quick")``.
+"""Named lists of attacks for evaluations: ``grid("standard")``, ``grid("waves")``, ``grid("quick")``,
+``grid("purify")``.
 
 Each call builds fresh attack objects. Later modules add grids with ``register_grid``.
 """
@@ -70,6 +71,18 @@ def _waves() -> list[Attack]:
     kinds = ("jpeg", "webp", "resize", "crop", "rotation", "blur", "noise", "brightness", "contrast")
     attacks = [get(kind, strength=s, seed=0) for kind in kinds for s in WAVES_STRENGTHS]
     attacks += [Compose(["crop", "jpeg"], strength=s) for s in WAVES_STRENGTHS]
+    return attacks
+
+
+@register_grid("purify")
+def _purify() -> list[Attack]:
+    """Purifications that strip adversarial perturbations (see :mod:`.purify`): the cheap filters at three
+    strengths (median at kernels 3 and 5), then IMPRESS, DiffPure and GrIDPure once each with the models
+    trained here (``autoencoder-small``, ``editor-unet-small``; loaded on first use)."""
+    cheap = ("noise-jpeg", "bilateral", "nlm", "tv", "noisy-upscale")
+    attacks = [get(kind, strength=s, seed=0) for kind in cheap for s in (0.25, 0.5, 1.0)]
+    attacks += [get("median-blur", kernel=3), get("median-blur", kernel=5)]
+    attacks += [get("impress"), get("diffpure", seed=0), get("gridpure", seed=0)]
     return attacks
 
 

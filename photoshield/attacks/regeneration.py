@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .base import Attack, AttackError, randn, register
 
-__all__ = ["ModelAttack", "Rinse", "SDEdit", "VAERoundTrip", "draw_seed", "resolve_editor"]
+__all__ = ["ModelAttack", "Rinse", "SDEdit", "VAERoundTrip", "draw_seed", "resolve_autoencoder", "resolve_editor"]
 
 _AUTOENCODERS: dict[str, torch.nn.Module] = {}
 
@@ -40,7 +40,7 @@ def resolve_editor(model: Any, kinds: tuple[str, ...], owner: str) -> Any:
     return as_editor(model, kinds, owner=owner, error=AttackError)
 
 
-def _resolve_autoencoder(model: Any, owner: str) -> torch.nn.Module:
+def resolve_autoencoder(model: Any, owner: str) -> torch.nn.Module:
     """The autoencoder inside an Editor or pipeline, a bare autoencoder module, or one loaded from a path."""
     from photoshield.models.autoencoder import load_autoencoder
     from photoshield.models.diffusion import Editor
@@ -117,7 +117,7 @@ class VAERoundTrip(ModelAttack):
         return self.params["noise"] > 0 or self.params["sample"]
 
     def load(self, model: Any) -> torch.nn.Module:
-        return _resolve_autoencoder(model, self.name)
+        return resolve_autoencoder(model, self.name)
 
     def apply(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         from photoshield.models.autoencoder import scale_factor
