@@ -1,105 +1,130 @@
-"""How well facial protection hides identity, judged by the attacked model and by independent judges.
+"""Facial protection judged by identity models it never saw: the leave-one-out table, SFace and dlib.
 
-For every bundled face photo, at each epsilon, with the default preset (and again without
-shaping), the protected photo, its JPEG q75 and q50 copies are compared with the original by:
+For every bundled face photo and each epsilon, the photo is protected
 
-* ``dlib-port``: photoshield's dlib ResNet port (the model that was attacked), distance, same person < 0.6;
-* ``sface``: SFace + YuNet through onnxruntime (independent), cosine, same person >= 0.363;
-* ``dlib``: dlib itself (independent code, same network) where the ``judges`` extra is installed.
+* with the full default ensemble (``photoshield.protect.facial.DEFAULT_ENSEMBLE``), and
+* for each ensemble member M, with the ensemble minus M ("leave-one-out"),
 
-Each judge detects and aligns the face anew on the pixels it is given. Printed as a markdown
-table: mean score and the fraction of faces pushed past the judge's threshold ("no face" counts
-as protected), with PSNR/SSIM and seconds per photo. Usage::
+and the protected photo, its JPEG q75 copy and a resize 0.5 + JPEG q75 copy are judged: each judge
+detects the main face anew and compares it with the clean photo's (``IdentityJudges``). A face is
+"protected" for a judge when the judge no longer calls it the same person (or finds no face).
+The headline rows are each left-out model judging the protection computed without it, and SFace
+and real dlib (never in any ensemble) judging the full ensemble's protection. PSNR/SSIM are reported
+over the photo and over the detected face boxes, where the eye looks. Usage::
 
     python benchmarks/bench_facial_protection.py [--epsilons 4 8 12] [--limit 8] [--preset standard]
+
+Prints markdown tables and writes benchmarks/results/facial_protection.json (stamped).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from photoshield import attacks, data
-from photoshield.errors import PhotoshieldError
-from photoshield.evaluate.metrics import psnr, ssim
-from photoshield.models import face, load
-from photoshield.models.face_judge import DlibJudge
-from photoshield.protect import protect
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, stamp  # noqa: E402
 
-VARIANTS = {"png": None, "jpeg75": "jpeg:quality=75", "jpeg50": "jpeg:quality=50"}
+from photoshield import attacks, data  # noqa: E402
+from photoshield.evaluate.metrics import psnr, region_psnr, region_ssim, ssim  # noqa: E402
+from photoshield.protect import protect  # noqa: E402
+from photoshield.protect.facial import DEFAULT_ENSEMBLE, IdentityJudges, face_boxes_mask, find_faces  # noqa: E402
 
-
-def _judges() -> dict[str, tuple[Callable[[torch.Tensor], Any], Callable[[Any, Any], float], Callable[[float], bool]]]:
-    """name -> (embed, score(clean, other), protected(score))."""
-    sface = load("face-judge-sface")
-    judges = {
-        "dlib-port": (
-            lambda x: face.embed_faces(x),
-            lambda a, b: float(face.identity_distance(a, b).detach()[0]),
-            lambda score: score > 0.6,
-        ),
-        "sface": (sface.embed, lambda a, b: float(a @ b), lambda score: score < sface.threshold),
-    }
-    try:
-        dlib = DlibJudge()
-        judges["dlib"] = (dlib.embed, lambda a, b: float(np.linalg.norm(a - b)), lambda score: score > 0.6)
-    except PhotoshieldError as error:
-        print(f"(dlib judge skipped: {error})")
-    return judges
+VARIANTS = {"png": None, "jpeg75": "jpeg:quality=75", "resize0.5+jpeg75": "resize:scale=0.5+jpeg:quality=75"}
+OUTSIDERS = ("sface", "dlib")  # never in any ensemble
 
 
-def evaluate(epsilons: list[float], names: list[str], preset: str, steps: int | None) -> list[dict[str, Any]]:
-    judges = _judges()
-    rows = []
-    for shaping in (True, False):
-        for epsilon in epsilons:
-            scores: dict[tuple[str, str], list[float]] = defaultdict(list)
-            hidden: dict[tuple[str, str], list[bool]] = defaultdict(list)
-            quality = {"psnr": [], "ssim": [], "seconds": []}
-            for name in names:
-                photo = data.sample(name)
-                clean = {judge: embed(photo) for judge, (embed, _, _) in judges.items()}
+def _variants(image: torch.Tensor) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, spec in VARIANTS.items():
+        out[name] = image if spec is None else attacks.parse(spec)(image, generator=torch.Generator().manual_seed(0))
+    return out
+
+
+def run(epsilons: list[float], names: list[str], preset: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    judges = IdentityJudges()
+    for name, reason in judges.skipped.items():
+        print(f"(judge {name} skipped: {reason})")
+    ensembles = {"full": ()} | {f"without {m}": (m,) for m in DEFAULT_ENSEMBLE}
+    records = []
+    for epsilon in epsilons:
+        for name in names:
+            photo = data.sample(name)
+            reference = judges.reference(photo)
+            faces = find_faces(photo)
+            boxes = face_boxes_mask(photo, faces) if len(faces) else None
+            for ensemble, excluded in ensembles.items():
                 started = time.perf_counter()
-                result = protect(photo, "facial", epsilon=epsilon / 255, preset=preset, steps=steps, shaping=shaping, progress=False)
-                quality["seconds"].append(time.perf_counter() - started)
-                quality["psnr"].append(float(psnr(photo, result.image)))
-                quality["ssim"].append(float(ssim(photo, result.image)))
-                for variant, spec in VARIANTS.items():
-                    pixels = result.image if spec is None else attacks.get(spec)(result.image)
-                    for judge, (embed, score, is_hidden) in judges.items():
-                        try:
-                            value = score(clean[judge], embed(pixels))
-                            scores[variant, judge].append(value)
-                            hidden[variant, judge].append(is_hidden(value))
-                        except PhotoshieldError:  # the judge no longer finds a face: protected
-                            hidden[variant, judge].append(True)
-            for variant in VARIANTS:
-                row = {"epsilon": epsilon, "shaping": shaping, "variant": variant}
-                row.update({k: float(np.mean([x for x in v if np.isfinite(x)] or [np.nan])) for k, v in quality.items()})
-                row["unchanged"] = int(sum(not np.isfinite(x) for x in quality["psnr"]))  # no face found to protect
-                for judge in judges:
-                    values = scores[variant, judge]
-                    row[f"{judge}_mean"] = float(np.mean(values)) if values else float("nan")
-                    row[f"{judge}_hidden"] = float(np.mean(hidden[variant, judge]))
-                rows.append(row)
-                print(_format([row], list(judges), header=not rows[:-1]), flush=True)
-    return rows
+                result = protect(photo, "facial", epsilon=epsilon / 255, preset=preset, exclude=excluded,
+                                 progress=False, **options)
+                seconds = time.perf_counter() - started
+                record = {"epsilon": epsilon, "photo": name, "ensemble": ensemble, "excluded": list(excluded),
+                          "status": result.report["status"], "seconds": seconds,
+                          "psnr": float(psnr(photo, result.image)), "ssim": float(ssim(photo, result.image))}
+                if boxes is not None:
+                    record["face_psnr"] = float(region_psnr(photo, result.image, boxes))
+                    record["face_ssim"] = float(region_ssim(photo, result.image, boxes))
+                judged = judges.names if ensemble == "full" else [*excluded, *OUTSIDERS]
+                for variant, pixels in _variants(result.image).items():
+                    for judge, (score, same) in judges.score(reference, pixels).items():
+                        if judge in judged:
+                            record[f"{variant}:{judge}"] = [score, not same]
+                records.append(record)
+                print(f"eps {epsilon:g} {name:13s} {ensemble:22s} {seconds:5.1f} s  face PSNR {record.get('face_psnr', float('nan')):.1f}  "
+                      + "  ".join(f"{k.split(':')[1]}@{k.split(':')[0]} {v[0]:.3f}{'*' if v[1] else ''}"
+                                  for k, v in record.items() if ":" in k and k.startswith("png")), flush=True)
+    return records
 
 
-def _format(rows: list[dict[str, Any]], judges: list[str], header: bool = True) -> str:
+def tables(records: list[dict[str, Any]], judge_names: list[str]) -> str:
+    """The leave-one-out table, the outsiders' table and the quality/cost table, as markdown."""
     lines = []
-    if header:
-        columns = ["eps/255", "shaping", "photo"] + [f"{j} (mean, past thr.)" for j in judges] + ["PSNR dB", "SSIM", "s/photo", "unchanged"]
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{row['epsilon']:g}", "yes" if row["shaping"] else "no", row["variant"]]
-        cells += [f"{row[f'{j}_mean']:.3f}, {100 * row[f'{j}_hidden']:.0f} %" for j in judges]
-        cells += [f"{row['psnr']:.1f}", f"{row['ssim']:.3f}", f"{row['seconds']:.1f}", str(row["unchanged"])]
+    by_eps = defaultdict(list)
+    for record in records:
+        by_eps[record["epsilon"]].append(record)
+    header = "| eps/255 | judge | attacked by | " + " | ".join(f"{v}: protected" for v in VARIANTS) + " | mean score (png) |"
+    lines += ["Leave-one-out: each model judging the protection computed without it; SFace and dlib (never "
+              "attacked) judging the full ensemble's. \"protected\" = share of faces the judge no longer calls "
+              "the same person (scores: cosine, dlib distance).", "", header, "|" + "---|" * (4 + len(VARIANTS))]
+    for epsilon, rows in sorted(by_eps.items()):
+        cases = [(m, f"without {m}", "the others") for m in DEFAULT_ENSEMBLE]
+        cases += [(j, "full", "full ensemble") for j in OUTSIDERS if j in judge_names]
+        for judge, ensemble, label in cases:
+            chosen = [r for r in rows if r["ensemble"] == ensemble and f"png:{judge}" in r]
+            if not chosen:
+                continue
+            cells = [f"{epsilon:g}", judge, label]
+            for variant in VARIANTS:
+                hits = [r[f"{variant}:{judge}"][1] for r in chosen if f"{variant}:{judge}" in r]
+                cells.append(f"{100 * np.mean(hits):.0f} % ({len(hits)})")
+            scores = [r[f"png:{judge}"][0] for r in chosen if np.isfinite(r[f"png:{judge}"][0])]
+            cells.append(f"{np.mean(scores):.3f}" if scores else "n/a")
+            lines.append("| " + " | ".join(cells) + " |")
+        loo = [r[f"{v}:{r['excluded'][0]}"][1] for r in rows if r["excluded"] for v in VARIANTS if f"{v}:{r['excluded'][0]}" in r]
+        loo_png = [r[f"png:{r['excluded'][0]}"][1] for r in rows if r["excluded"] and f"png:{r['excluded'][0]}" in r]
+        lines.append(f"| {epsilon:g} | **leave-one-out mean** | | {100 * np.mean(loo_png):.0f} % (png) | | | all variants {100 * np.mean(loo):.0f} % |")
+    lines += ["", "White-box (the full ensemble judged by its own members) and quality:", "",
+              "| eps/255 | " + " | ".join(f"{m} protected (png / jpeg75)" for m in DEFAULT_ENSEMBLE)
+              + " | PSNR dB | SSIM | face PSNR dB | face SSIM | s/photo (full) |",
+              "|" + "---|" * (6 + len(DEFAULT_ENSEMBLE))]
+    for epsilon, rows in sorted(by_eps.items()):
+        full = [r for r in rows if r["ensemble"] == "full"]
+        cells = [f"{epsilon:g}"]
+        for model in DEFAULT_ENSEMBLE:
+            png = [r[f"png:{model}"][1] for r in full if f"png:{model}" in r]
+            jpeg = [r[f"jpeg75:{model}"][1] for r in full if f"jpeg75:{model}" in r]
+            cells.append(f"{100 * np.mean(png):.0f} % / {100 * np.mean(jpeg):.0f} %")
+        for key in ("psnr", "ssim", "face_psnr", "face_ssim", "seconds"):
+            values = [r[key] for r in full if key in r and np.isfinite(r[key])]
+            cells.append(f"{np.mean(values):.3f}" if key.endswith("ssim") else f"{np.mean(values):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -107,13 +132,24 @@ def _format(rows: list[dict[str, Any]], judges: list[str], header: bool = True) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[4, 8, 12], help="L_inf budgets in /255")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N face photos")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N bundled face photos")
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "facial_protection.json")
     args = parser.parse_args()
     names = data.samples("faces")[: args.limit]
+    options = {} if args.steps is None else {"steps": args.steps}
     print(f"{len(names)} photos: {', '.join(names)}; preset {args.preset}; torch {torch.get_num_threads()} threads\n")
-    evaluate(args.epsilons, names, args.preset, args.steps)
+    records = run(args.epsilons, names, args.preset, options)
+    judge_names = sorted({key.split(":")[1] for record in records for key in record if ":" in key})
+    text = tables(records, judge_names)
+    print("\n" + text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.output.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"stamp": stamp("cpu"), "photos": names, "preset": args.preset,
+                                     "ensemble": list(DEFAULT_ENSEMBLE), "records": records, "tables": text}, indent=1))
+    temporary.replace(args.output)
+    print(f"\nwrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,56 @@ def test_same_seed_same_result(obama):
     first = protect(obama, method="facial", steps=3, preset="light", seed=3, progress=False)
     second = protect(obama, method="facial", steps=3, preset="light", seed=3, progress=False)
     assert torch.equal(first.image, second.image)
+
+
+def test_the_ensemble_objective_lowers_every_members_similarity(obama):
+    from photoshield.protect.facial import DEFAULT_ENSEMBLE
+
+    result = protect(obama, method="facial", steps=8, preset="light", progress=False)
+    report = result.report
+    assert report["ensemble"] == list(DEFAULT_ENSEMBLE) and len(DEFAULT_ENSEMBLE) >= 3
+    for name in DEFAULT_ENSEMBLE:
+        assert report["protected"][f"{name}_cosine"][0] < report["clean"][f"{name}_cosine"][0] - 0.02, name
+    assert report["protected"]["face_psnr_db"][0] < report["psnr_db"][0]  # the change sits on the face
+
+
+def test_sface_and_dlib_are_never_attacked():
+    from photoshield.errors import PhotoshieldError
+    from photoshield.protect.facial import DEFAULT_ENSEMBLE, JUDGES_ONLY, identity_models
+
+    assert not (set(DEFAULT_ENSEMBLE) | set(identity_models())) & JUDGES_ONLY
+    for name in ("sface", "face-judge-sface", "dlib"):
+        with pytest.raises(PhotoshieldError, match="independent judge"):
+            FacialAttack(models=["dlib-resnet", name])
+    with pytest.raises(PhotoshieldError, match="empty"):
+        FacialAttack(models=["faceres"], exclude="faceres")
+    assert FacialAttack(exclude=["faceres"]).models == [m for m in DEFAULT_ENSEMBLE if m != "faceres"]
+
+
+def test_leaving_a_model_out_removes_it_from_the_objective(obama):
+    faces = find_faces(obama)
+    objective = FacialAttack(exclude=["dlib-resnet"]).objective(obama, faces)
+    assert "dlib-resnet" not in objective.info["ensemble"]
+    clean = objective.measure(obama)
+    assert "dlib-resnet_cosine" not in clean and clean["faceres_cosine"][0] > 0.999
+
+
+def test_alignment_jitter_moves_faces_a_little_and_repeatably(obama):
+    faces = find_faces(obama)
+    first = faces.jittered(0.05, torch.Generator().manual_seed(1))
+    again = faces.jittered(0.05, torch.Generator().manual_seed(1))
+    assert torch.equal(first.landmarks, again.landmarks) and torch.equal(first.boxes, again.boxes)
+    size = float((faces.boxes[0, 2:] - faces.boxes[0, :2]).max())
+    moved = (first.landmarks - faces.landmarks).norm(dim=-1)
+    assert 0 < float(moved.max()) < 0.25 * size
+
+
+def test_judges_see_the_clean_face_as_the_same_person(obama):
+    from photoshield.protect.facial import IdentityJudges
+
+    judges = IdentityJudges(["dlib-resnet", "faceres", "sface"])
+    reference = judges.reference(obama)
+    scores = judges.score(reference, obama)
+    assert all(same for _, same in scores.values()), scores
+    flat = judges.score(reference, torch.full_like(obama, 0.5))
+    assert all(not same for _, same in flat.values())

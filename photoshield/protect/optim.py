@@ -36,6 +36,7 @@ class PGDConfig:
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     momentum: float = 0.0
     input_diversity: float = 0.0
+    smooth_gradient: float = 0.0  # TI-FGSM: Gaussian sigma (pixels) applied to each gradient; low-frequency steps transfer better
     eot: Sequence[Transform] = ()
     eot_samples: int = 1
     target_loss: float | None = None
@@ -162,6 +163,15 @@ def _sampled_loss(loss_fn: LossFn, x: torch.Tensor, config: PGDConfig, generator
     return total / max(1, config.eot_samples)
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with reflect padding (kernel of 2 * ceil(3 sigma) + 1 taps)."""
+    import kornia
+
+    size = 2 * math.ceil(3 * sigma) + 1
+    size = min(size, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)
+    return kornia.filters.gaussian_blur2d(x, (size, size), (sigma, sigma), border_type="reflect") if size >= 3 else x
+
+
 def _escape_flat_points(gradient: torch.Tensor, generator: torch.Generator) -> None:
     """Give an image whose gradient is exactly zero a seeded random direction, in place.
 
@@ -261,6 +271,8 @@ def run_pgd(
                         break
                     gate = None if bool(active.all()) else active.view(-1, 1, 1, 1).to(gradient.dtype)
                 gradient = torch.nan_to_num_(gradient)
+                if config.smooth_gradient > 0:
+                    gradient = _gaussian_blur(gradient, config.smooth_gradient)
                 _escape_flat_points(gradient, generator)
                 if gate is not None:
                     gradient.mul_(gate)
