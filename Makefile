@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.photoshield-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/photoshield demo
 
-test: $(STAMP)
+# ruff (syntax errors, pyflakes) and the import-linter contracts in pyproject.toml (layers point down, no cycles,
+# the library never imports training/).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

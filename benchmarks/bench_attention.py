@@ -47,7 +47,7 @@ def mid_editor(kind: str, device: str):
     from diffusers import FluxTransformer2DModel, UNet2DConditionModel
 
     from photoshield.models.diffusion import Editor, pipeline_class
-    from photoshield.models.diffusion_tiny import T5_LENGTH, tiny_components
+    from photoshield.testing.diffusion import T5_LENGTH, tiny_components
 
     components = tiny_components(kind, seed=0)
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def _peak(device: str) -> float:
 
 def run_one(config: str, variant: str, steps: int, device: str) -> dict:
     """Set up one editor and variant, run ``steps`` PGD steps, return s/step and peak memory growth (MB)."""
-    from photoshield.models.diffusion import tiny_editor
+    from photoshield.testing import tiny_editor
     from photoshield.protect.attention import AttentionAttack
     from photoshield.protect.optim import PGDConfig, run_pgd
 

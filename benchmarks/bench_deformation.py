@@ -22,8 +22,8 @@ import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
 from photoshield import attacks, data
-from photoshield.evaluate.metrics import psnr
-from photoshield.evaluate.segmentation import (
+from photoshield.metrics import psnr
+from photoshield.models.sam_prompts import (
     draw_prompts,
     predict_prompts,
     segmentation_agreement,

@@ -60,7 +60,7 @@ def part_quality(args: argparse.Namespace) -> None:
     from photoshield import models
     from photoshield.models.editors import KONTEXT_EDIT
     from photoshield.models.edits import edit_names
-    from photoshield.models.train_editors import evaluate_edits
+    from training.train_editors import evaluate_edits
 
     photos, what = heldout_photos(args.photos, 128, args.heldout)
     print(f"\n### Edit quality ({what}, 128 x 128, each editor's default settings; PSNR in dB)\n")

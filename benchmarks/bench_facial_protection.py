@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, stamp  # noqa: E402
 
 from photoshield import attacks, data  # noqa: E402
-from photoshield.evaluate.metrics import psnr, region_psnr, region_ssim, ssim  # noqa: E402
+from photoshield.metrics import psnr, region_psnr, region_ssim, ssim  # noqa: E402
 from photoshield.protect import protect  # noqa: E402
 from photoshield.protect.facial import DEFAULT_ENSEMBLE, IdentityJudges, face_boxes_mask, find_faces  # noqa: E402
 
@@ -74,9 +74,8 @@ def run(epsilons: list[float], names: list[str], preset: str, options: dict[str,
                     record["face_ssim"] = float(region_ssim(photo, result.image, boxes))
                 judged = judges.names if ensemble == "full" else [*excluded, *OUTSIDERS]
                 for variant, pixels in _variants(result.image).items():
-                    for judge, (score, same) in judges.score(reference, pixels).items():
-                        if judge in judged:
-                            record[f"{variant}:{judge}"] = [score, not same]
+                    for judge, (score, same) in judges.score(reference, pixels, judged).items():
+                        record[f"{variant}:{judge}"] = [score, not same]
                 records.append(record)
                 print(f"eps {epsilon:g} {name:13s} {ensemble:22s} {seconds:5.1f} s  face PSNR {record.get('face_psnr', float('nan')):.1f}  "
                       + "  ".join(f"{k.split(':')[1]}@{k.split(':')[0]} {v[0]:.3f}{'*' if v[1] else ''}"

@@ -11,13 +11,18 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from photoshield import attacks, data, models
-from photoshield.evaluate.metrics import psnr
-from photoshield.image import quantize, resize_to, working_size
-from photoshield.models.train_autoencoder import evaluate_scenes
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: training/
+
+from photoshield import attacks, data, models  # noqa: E402
+from photoshield.metrics import psnr  # noqa: E402
+from photoshield.image import quantize, resize_to, working_size  # noqa: E402
+from training.train_autoencoder import evaluate_scenes  # noqa: E402
 
 SINGLE_FACES = ("obama", "obama2", "biden", "einstein", "grace_hopper", "astronaut", "barbara")
 

@@ -26,7 +26,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from photoshield import attacks, data
-    from photoshield.evaluate.metrics import ssim
+    from photoshield.metrics import ssim
     from photoshield.image import quantize
     from photoshield.watermark import embed, load, verify
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def run(linear_size: int, args: argparse.Namespace) -> list[tuple[int, float]]:
     from photoshield.image import resize_to
-    from photoshield.training import PhotoCrops
+    from training.loop import PhotoCrops
     from photoshield.watermark.model import WatermarkDecoder, add_residual
 
     torch.manual_seed(0)

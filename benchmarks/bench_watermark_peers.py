@@ -114,7 +114,7 @@ class Peer:
 
 
 def peers(args: argparse.Namespace) -> dict:
-    from photoshield.evaluate.metrics import psnr, ssim
+    from photoshield.metrics import psnr, ssim
     from photoshield.image import quantize
     from photoshield.watermark.baselines import names
     from photoshield.watermark.payload import binomial_p_value

@@ -65,7 +65,7 @@ def least_change_for_every_bit(model, photo: torch.Tensor, bits: torch.Tensor, m
 
 def capacity(model, photos: dict[str, torch.Tensor], strengths: list[float]) -> None:
     """Part 3: the PSNR at which each photo can still carry every bit, against the PSNR of each strength."""
-    from photoshield.evaluate.metrics import psnr
+    from photoshield.metrics import psnr
     from photoshield.watermark import embed, payload
 
     print("\n### Capacity: the highest PSNR at which the decoder can read every bit of the photo\n")
@@ -106,7 +106,7 @@ def branches(model, photos: dict[str, torch.Tensor]) -> None:
 def refinement(model, photos: dict[str, torch.Tensor], strengths: list[float], through_autoencoder: bool) -> None:
     """Part 2: PSNR and bit accuracy without and with refinement (and refined through the autoencoder)."""
     from photoshield import attacks, models
-    from photoshield.evaluate.metrics import psnr
+    from photoshield.metrics import psnr
     from photoshield.watermark import embed, payload
 
     autoencoder = attacks.get("vae", model=models.load("autoencoder-small", device="cpu"))

@@ -1,4 +1,4 @@
-"""The whitened read-out (``photoshield.watermark.whiten``) against the trained model it starts from, on held-out photos.
+"""The whitened read-out (``photoshield.watermark.readout``, measured by ``training.whiten_watermark``) against the trained model it starts from, on held-out photos.
 
     git show 6982c50:photoshield/assets/weights/watermark_diffmark.safetensors > runs/watermark/trained.safetensors
     python benchmarks/bench_watermark_whitening.py [--model runs/watermark/trained.safetensors]
@@ -32,20 +32,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from photoshield.watermark.whiten import (  # noqa: E402
-    DEFAULT_ALPHA,
-    DEFAULT_CROPS,
-    DEFAULT_ERROR_EVERY,
-    DEFAULT_GAIN,
-    DEFAULT_SHRINK,
-    DEFAULT_SIDE,
-)
+from photoshield.watermark.readout import DEFAULT_ALPHA, DEFAULT_GAIN, DEFAULT_SHRINK  # noqa: E402
+from training.whiten_watermark import DEFAULT_CROPS, DEFAULT_ERROR_EVERY, DEFAULT_SIDE  # noqa: E402
 
 
 def measure(label: str, model, autoencoder, photos: list[torch.Tensor], strengths: list[float], through: bool) -> None:
     """One table row per strength: PSNR and bit accuracy (mean, minimum) after the default refinement."""
     from photoshield import attacks
-    from photoshield.evaluate.metrics import psnr
+    from photoshield.metrics import psnr
     from photoshield.watermark import embed, payload
 
     reads = {"clean": lambda x: x, "JPEG 50": attacks.get("jpeg", quality=50), "autoencoder": autoencoder}
@@ -94,7 +88,8 @@ def main() -> None:
     from bench_watermark_peers import held_out
     from photoshield import attacks, models
     from photoshield.watermark import load
-    from photoshield.watermark.whiten import FeatureStatistics, photo_statistics, resampled, whiten
+    from photoshield.watermark.readout import FeatureStatistics, resampled, whiten
+    from training.whiten_watermark import photo_statistics
 
     if not args.model.is_file():
         parser.error(f"{args.model}: no trained (unwhitened) model there; get it with: git show "

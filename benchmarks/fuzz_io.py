@@ -144,7 +144,6 @@ def _stamp(args: argparse.Namespace, threads: int) -> dict:
     import imagecodecs
     import numpy
     import PIL
-    import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import stamp  # benchmarks/_common.py, shared by the benchmark scripts

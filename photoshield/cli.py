@@ -522,10 +522,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from photoshield import attacks, data
     from photoshield.evaluate.metrics import psnr
     from photoshield.io import read_photo, write_image
-    from photoshield.models import face
     from photoshield.protect import protect
-
     from photoshield.protect.api import PRESETS
+    from photoshield.protect.facial import IdentityJudges
 
     if args.preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
@@ -544,19 +543,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"photoshield: warning: {name}: unchanged, not protected: {result.report.get('reason')}", file=sys.stderr)
         return EXIT_FAILED
 
-    clean = face.embed_faces(photo.pixels)
-    print("\nidentity after what an upload does to the photo (dlib distance to the original; same person below 0.6):")
-    print(f"  {'attack':28s} {'PSNR dB':>8s} {'distance':>9s}  verdict")
+    judges = IdentityJudges()
+    reference = judges.reference(photo.pixels)
+    attacked_by = set(result.report.get("ensemble", ()))
+    names = [name for name in judges.names if reference.get(name) is not None]
+    print(f"\nidentity after what an upload does to the photo: each judge detects the face anew and compares it with "
+          f"the original (cosine, dlib: distance; * = still recognised as the same person).\n"
+          f"attacked: {', '.join(n for n in names if n in attacked_by)}; never seen by the protection: "
+          f"{', '.join(n for n in names if n not in attacked_by)}")
+    print(f"  {'attack':28s} {'PSNR dB':>8s} " + " ".join(f"{name:>13s}" for name in names) + "  verdict")
     generator = torch.Generator().manual_seed(0)
     for attack in [attacks.get("identity")] + attacks.grid("quick"):
         with torch.no_grad():
             attacked = attack(result.image, generator=generator)
-            try:
-                distance = float(face.identity_distance(face.embed_faces(attacked), clean)[0])
-                verdict = "identity lost" if distance > 0.6 else "still recognised"
-            except PhotoshieldError:
-                distance, verdict = float("nan"), "no face found"
-        print(f"  {attack.describe():28s} {psnr(photo.pixels, attacked).item():8.2f} {distance:9.3f}  {verdict}")
+        scores = judges.score(reference, attacked)
+        cells = " ".join(f"{scores[name][0]:12.3f}{'*' if scores[name][1] else ' '}" for name in names)
+        unseen = [name for name in names if name not in attacked_by]
+        fooled = sum(not scores[name][1] for name in unseen)
+        verdict = f"{fooled} of {len(unseen)} unseen judges fooled"
+        print(f"  {attack.describe():28s} {psnr(photo.pixels, attacked).item():8.2f} {cells}  {verdict}")
     return 0
 
 
@@ -630,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", metavar="C.yaml", help="YAML config (schema in the README)")
     evaluate.add_argument("--inputs", nargs="+", help="faces, scenes, samples, sample names, folders or files")
     evaluate.add_argument("--methods", nargs="+", help="e.g. clean facial:eps=8,preset=light dwtDctSvd rivaGan")
-    evaluate.add_argument("--attacks", nargs="+", help="grid names (quick, standard, waves) or specs (jpeg:quality=50)")
+    evaluate.add_argument("--attacks", nargs="+", help="grid names (quick, standard, waves, deepfake, purify) or specs (jpeg:quality=50)")
     evaluate.add_argument("-o", "--output", metavar="OUT", help="output folder (default photoshield-eval)")
     evaluate.add_argument("--seed", type=int, help="seed (default 0)")
     evaluate.add_argument("--max-inputs", type=int, help="use only the first N inputs")

@@ -9,7 +9,7 @@ import torch
 
 from photoshield import attacks
 from photoshield.attacks import base, codecs, distortions
-from photoshield.evaluate.metrics import psnr
+from photoshield.metrics import psnr
 
 # Attacks defined in this package's built-in modules (later modules test their own).
 BUILTIN = sorted(

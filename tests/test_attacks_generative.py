@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from photoshield import attacks, data, models
 from photoshield.attacks import AttackError, deepfake, regeneration
 from photoshield.errors import ModelNotFoundError
-from photoshield.models.diffusion import tiny_editor
-from photoshield.models.diffusion_tiny import tiny_sd_vae
+from photoshield.testing import tiny_editor
+from photoshield.testing.diffusion import tiny_sd_vae
 
 GENERATIVE = {"vae", "sdedit", "rinse", "faceswap", "face-inpaint", "instruct-edit"}
 

@@ -235,7 +235,7 @@ def test_impress_lowers_its_consistency_loss_and_the_perturbation(photos, pertur
 
 
 def test_impress_takes_any_autoencoder(photos):
-    from photoshield.models.diffusion_tiny import tiny_sd_vae
+    from photoshield.testing.diffusion import tiny_sd_vae
 
     attack = attacks.get("impress", model=tiny_sd_vae(0).requires_grad_(False).eval(), steps=2)
     out = attack(photos[:1, :, :30, :30])  # not a multiple of the VAE factor: padded and cropped back
@@ -264,7 +264,7 @@ def test_gridpure_tiles_cover_the_photo_and_strip_the_perturbation(photos, pertu
 
 
 def test_diffpure_takes_any_img2img_pipeline(photos):
-    from photoshield.models.diffusion import tiny_editor
+    from photoshield.testing import tiny_editor
 
     attack = attacks.get("diffpure", model=tiny_editor("sd-img2img"), steps=10, seed=0)
     out = attack(photos[:1, :, :32, :40])

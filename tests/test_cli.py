@@ -142,7 +142,8 @@ def test_protect_refuses_to_overwrite_its_input(tmp_path, capsys):
 def test_demo_protects_a_bundled_face_and_attacks_it(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path), "--preset", "light"]) == 0
     out = capsys.readouterr().out
-    assert "dlib_distance" in out and "identity lost" in out
+    assert "dlib_distance" in out and "never seen by the protection: sface" in out and "unseen judges fooled" in out
+    assert "ensemble" in out and "sface_cosine" in out  # the report names the attacked models and the unseen judge
     assert len(list(tmp_path.glob("*.protected.png"))) == 1
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from photoshield.errors import ModelNotFoundError, PhotoshieldError
-from photoshield.models.diffusion import KINDS, Editor, load_editor, tiny_editor
+from photoshield.models.diffusion import KINDS, Editor, load_editor
+from photoshield.testing import tiny_editor
 
 HEIGHT, WIDTH = 32, 48  # non-square; a multiple of every tiny editor's size_multiple
 

@@ -168,6 +168,17 @@ def test_baselines_run_clean_on_images_smaller_than_their_limit(tmp_path, one_th
         assert float(rows["dwtDctSvd", "identity"]["bit_accuracy"]) >= 0.8  # 256 x 134 is half padding: fewer bits hold
 
 
+def test_one_process_runs_without_accelerate_and_many_need_it(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # as if not installed: importing it raises ImportError
+    config = {"inputs": ["obama"], "methods": ["clean"], "attacks": ["jpeg:quality=50"], "judges": [], "max_side": 64,
+              "progress": False, "output": str(tmp_path / "one")}
+    summary = run(EvalConfig.from_dict(config))
+    assert (summary.rows, summary.failed) == (2, 0) and len(_rows(tmp_path / "one")) == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(PhotoshieldError, match="needs accelerate"):
+        run(EvalConfig.from_dict({**config, "output": str(tmp_path / "two")}))
+
+
 # A grid whose watermark rows fail (no such checkpoint) next to clean rows that work: cheap and without extras.
 FAILING = ["--inputs", "obama", "--methods", "clean", "watermark:model=missing.safetensors", "--attacks", "jpeg:quality=50",
            "--judges", "--max-side", "64", "--quiet"]
@@ -241,7 +252,7 @@ SMALL = {"inputs": ["obama"], "max_side": 64, "judges": [], "seed": 1, "progress
 
 
 def _editor_folder(tmp_path, kind: str) -> Path:
-    from photoshield.models.diffusion import tiny_editor
+    from photoshield.testing import tiny_editor
 
     folder = tmp_path / kind
     tiny_editor(kind, seed=0).pipe.save_pretrained(folder)

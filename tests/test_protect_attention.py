@@ -5,7 +5,8 @@ import torch
 
 from photoshield.errors import PhotoshieldError
 from photoshield.evaluate.editing import edit_disruption, noise_baseline
-from photoshield.models.diffusion import KINDS, tiny_editor
+from photoshield.models.diffusion import KINDS
+from photoshield.testing import tiny_editor
 from photoshield.protect import protect
 from photoshield.protect.attention import AttentionAttack
 

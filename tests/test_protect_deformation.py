@@ -5,7 +5,7 @@ import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
 from photoshield.errors import PhotoshieldError
-from photoshield.evaluate.segmentation import (
+from photoshield.models.sam_prompts import (
     Prompts,
     draw_prompts,
     mask_iou,

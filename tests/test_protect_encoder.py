@@ -2,7 +2,7 @@
 
 import torch
 
-from photoshield.models.diffusion import tiny_editor
+from photoshield.testing import tiny_editor
 from photoshield.protect import protect
 from photoshield.protect.encoder import EncoderAttack
 

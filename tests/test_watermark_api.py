@@ -99,10 +99,10 @@ def test_cli_embed_and_verify(tiny, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- with the shipped weights
 # These need photoshield/assets/weights/watermark_diffmark.safetensors (trained by
-# photoshield.watermark.train). They are skipped, visibly, only while that file is not committed.
+# training.train_watermark). They are skipped, visibly, only while that file is not committed.
 SHIPPED = registry.find("watermark-diffmark") is not None
 needs_weights = pytest.mark.skipif(not SHIPPED, reason="watermark-diffmark weights not committed yet "
-                                   "(train: python -m photoshield.watermark.train --export ...)")
+                                   "(train: python -m training.train_watermark --export ...)")
 
 
 def _photos():
@@ -168,7 +168,7 @@ def test_search_grid_size_counts_every_geometry():
 @pytest.mark.slow
 def test_refinement_raises_bit_accuracy_at_the_same_quality():
     from photoshield.attacks import get
-    from photoshield.evaluate.metrics import psnr
+    from photoshield.metrics import psnr
 
     model = load("watermark-diffmark", device="cpu")
     plain, refined = [], []

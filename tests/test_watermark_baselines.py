@@ -11,7 +11,7 @@ pytest.importorskip("imwatermark", reason="the optional baselines extra is not i
 
 from photoshield import attacks, data  # noqa: E402
 from photoshield.errors import PhotoshieldError  # noqa: E402
-from photoshield.evaluate.metrics import psnr  # noqa: E402
+from photoshield.metrics import psnr  # noqa: E402
 from photoshield.image import quantize, resize_to  # noqa: E402
 from photoshield.watermark.baselines import baseline, names, padded_size  # noqa: E402
 

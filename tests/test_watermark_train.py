@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from photoshield.watermark.model import WatermarkConfig, WatermarkModel
-from photoshield.watermark.train import TrainConfig, train
+from training.train_watermark import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,7 +43,7 @@ def test_training_runs_resumes_and_exports(photos, tmp_path):
 def test_init_keeps_matching_tensors_and_resamples_the_message_pattern(tmp_path):
     from dataclasses import replace
 
-    from photoshield.watermark.train import initial_weights
+    from training.train_watermark import initial_weights
 
     torch.manual_seed(0)
     small = WatermarkConfig(n_bits=96, size=32, block_out_channels=(8, 16), cross_attention_dim=16, attention_head_dim=4,

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from photoshield.attacks import get
 from photoshield.errors import PhotoshieldError
 from photoshield.watermark.model import WatermarkConfig, WatermarkModel
-from photoshield.watermark.whiten import feature_statistics, photo_crops, resampled, whiten
+from photoshield.watermark.readout import feature_statistics, resampled, whiten
+from training.whiten_watermark import photo_crops
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

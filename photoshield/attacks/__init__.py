@@ -50,6 +50,7 @@ __all__ = [
     "FaceInpaint",
     "FaceSwap",
     "DiffJPEG",
+    "DiffPure",
     "GrIDPure",
     "HorizontalFlip",
     "Hue",

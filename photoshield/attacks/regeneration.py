@@ -3,7 +3,7 @@
 They run a generative model the user points at (``model=``): a loaded diffusers object, a
 photoshield :class:`~photoshield.models.diffusion.Editor`, or a local folder / hub id (loaded on
 first use through :mod:`photoshield.models`). On the CLI: ``photoshield attack IN -o OUT --name
-sdedit --model PATH``. Tests use the tiny random models of :mod:`photoshield.models.diffusion_tiny`.
+sdedit --model PATH``. Tests use the tiny random models of :mod:`photoshield.testing`.
 
 Each attack keeps what it did in ``last_report`` (one dict per call: settings, seed, model).
 """

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from photoshield.errors import PhotoshieldError
-from photoshield.evaluate.metrics import psnr, rmse255, ssim
+from photoshield.metrics import psnr, rmse255, ssim
 
 __all__ = ["edit_disruption", "edit_pair", "edit_photo", "identity_to_original", "noise_baseline"]
 

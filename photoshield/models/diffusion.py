@@ -59,7 +59,8 @@ __all__ = [
     "editor_kind_of",
     "load_editor",
     "pipeline_class",
-    "tiny_editor",
+    "bf16_supported",
+    "resolve_editor",
 ]
 
 
@@ -186,14 +187,12 @@ def as_editor(
     once per process (cached), a path's kind read from ``model_index.json``
     or taken as the first of ``kinds``; argument errors are raised as ``error`` prefixed by ``owner``.
     """
-    from photoshield.models.editors import EDITORS
-
     kinds = tuple(kinds)
     if isinstance(model, Editor):
         if model.kind not in kinds:
             raise error(f"{owner}: needs a {' or '.join(kinds)} editor, got a {model.kind} editor")
         return model
-    if isinstance(model, str) and model in EDITORS:
+    if isinstance(model, str) and _registered_editor(model):
         device_key = str(torch.empty(0, device=device).device) if device is not None else None
         editor = _load_registered(model, device_key)
         if editor.kind not in kinds:
@@ -218,11 +217,45 @@ def as_editor(
     raise error(f"{owner}: needs a {names}, a photoshield Editor or a path, got {type(model).__name__}")
 
 
-def tiny_editor(kind: str, seed: int = 0, device: str | torch.device | None = None) -> "Editor":
-    """An Editor over a tiny random pipeline of ``kind`` (for tests and examples; see diffusion_tiny)."""
-    from photoshield.models.diffusion_tiny import tiny_editor as build
+def bf16_supported(device: torch.device | str) -> bool:
+    """True on a CUDA device that computes in bfloat16 (where loaded editors run in bf16)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return False
 
-    return build(kind, seed=seed, device=device)
+
+def resolve_editor(
+    editor: Any, editor_kind: str | None = None, device: torch.device | str | None = None, owner: str = "editor"
+) -> tuple["Editor", bool]:
+    """An :class:`Editor` from an Editor, a diffusers pipeline, a folder, a hub id or a registry name; True when loaded here.
+
+    A path or hub id is loaded once per process (shared by every caller that asks for the same
+    editor, kind and device: protect/'s attention method and evaluate/'s editing measure hold one
+    copy), on the default device unless ``device`` is given, in bfloat16 where the device supports it.
+    """
+    if editor is None:
+        raise PhotoshieldError(
+            f"{owner}: needs a diffusion editor: a diffusers pipeline folder (save_pretrained()), a hub id, "
+            "a registered small editor (editor-kontext-small, editor-unet-small), or a loaded pipeline / Editor"
+        )
+    if editor_kind is not None and editor_kind not in KINDS:
+        raise PhotoshieldError(f"unknown editor kind {editor_kind!r}; choose one of {', '.join(KINDS)}")
+    kinds = (editor_kind,) if editor_kind else KINDS
+    owned = isinstance(editor, (str, os.PathLike))
+    if owned and device is None:
+        from photoshield.models.registry import default_device
+
+        device = default_device()
+    dtype = torch.bfloat16 if owned and bf16_supported(device) else None
+    return as_editor(editor, kinds, device=device if owned else None, dtype=dtype, owner=owner), owned
+
+
+def _registered_editor(name: str) -> bool:
+    """True when ``name`` is a registry checkpoint whose loader builds an Editor (the small editors)."""
+    from photoshield.models.registry import checkpoints
+
+    return any(checkpoint.name == name and "editor_kind" in checkpoint.extra for checkpoint in checkpoints())
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

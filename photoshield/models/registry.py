@@ -26,7 +26,8 @@ from photoshield.errors import ChecksumError, ModelNotFoundError, PhotoshieldErr
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "weights"
 
-# Modules that register checkpoints when imported (looked up lazily, in this order).
+# Modules of models/ that register checkpoints when imported (looked up lazily, in this order; then
+# those of the layers above, listed in ``photoshield.CHECKPOINT_PROVIDERS``).
 PROVIDER_MODULES = (
     "photoshield.models.face",
     "photoshield.models.face_detect",
@@ -37,7 +38,6 @@ PROVIDER_MODULES = (
     "photoshield.models.diffusion",
     "photoshield.models.editors",
     "photoshield.models.autoencoder",
-    "photoshield.watermark.model",
 )
 
 Loader = Callable[..., Any]
@@ -75,7 +75,9 @@ def _import_providers() -> None:
     if _providers_imported:
         return
     _providers_imported = True
-    for module in PROVIDER_MODULES:
+    import photoshield  # the root package lists the providers of the layers above models/
+
+    for module in (*PROVIDER_MODULES, *photoshield.CHECKPOINT_PROVIDERS):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
 

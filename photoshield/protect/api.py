@@ -156,7 +156,7 @@ def protect(
     """
     if method not in _METHODS:
         raise PhotoshieldError(f"unknown protection method {method!r}; choose one of {', '.join(methods())}")
-    from photoshield.evaluate.metrics import psnr, ssim
+    from photoshield.metrics import psnr, ssim
     from photoshield.models import default_device
 
     device = torch.device(device) if device is not None else default_device()
@@ -179,10 +179,11 @@ def protect(
     result = run_pgd(objective.loss_fn, images, config, mask=objective.mask, shaping=faceshield_shaper() if shaping else None)
     delta = result.delta * (~skip.to(device)).view(-1, 1, 1, 1)
     protected = quantize_within_budget(images, delta, epsilon)
-    with torch.no_grad():
+    with torch.no_grad():  # both judged the same way (no EOT, no jitter): the clean photo and the result
+        clean_loss = objective.loss_fn(images).float()
         final_loss = objective.loss_fn(protected)
     # A perturbation that rounds away or does not lower the objective protects nothing: keep the photo as it was.
-    moved = ((protected - images).flatten(1).abs().amax(1) > 0) & (final_loss.detach().to(result.loss_before) < result.loss_before)
+    moved = ((protected - images).flatten(1).abs().amax(1) > 0) & (final_loss.detach().float() < clean_loss)
     unmoved = ~moved.to(skip.device) & ~skip
     if bool(unmoved.any()):
         protected = torch.where(unmoved.to(device).view(-1, 1, 1, 1), images, protected)
@@ -194,7 +195,7 @@ def protect(
         steps=result.steps_run,
         interrupted=result.interrupted,
         early_stopped=result.early_stopped,
-        objective_before=[round(v, 5) for v in result.loss_before.tolist()],
+        objective_before=[round(v, 5) for v in clean_loss.tolist()],
         objective_after=[round(v, 5) for v in final_loss.tolist()],
         psnr_db=[round(v, 2) for v in psnr(images, protected).tolist()],
         ssim=[round(v, 4) for v in ssim(images, protected).tolist()],

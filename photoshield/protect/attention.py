@@ -26,7 +26,6 @@ token counts are read from the sequence the pipeline builds.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 from typing import Any, Iterator, Sequence
 
@@ -36,7 +35,9 @@ import torch.nn.functional as F
 from photoshield.errors import PhotoshieldError
 from photoshield.image import resize_to, working_size
 from photoshield.models.attention_capture import AttentionCapture, TokenLayout
-from photoshield.models.diffusion import KINDS, Editor, PromptEmbeds, as_editor
+from photoshield.models.diffusion import Editor, PromptEmbeds
+from photoshield.models.diffusion import bf16_supported as _device_bf16
+from photoshield.models.diffusion import resolve_editor as _resolve_editor
 from photoshield.protect.objective import Objective
 
 # Edit prompts the protection must hold against (DeContext samples one per step from ~60).
@@ -56,12 +57,6 @@ UNET_BLOCKS = ("mid_block", "up_blocks.1")  # SD1.5: 8x8 and 16x16 attention; st
 FLUX_BLOCKS = ("single_transformer_blocks",)
 
 
-def _device_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return False
-
-
 def peak_memory_mb(device: torch.device | str) -> float:
     """Peak memory so far: CUDA allocator peak on a GPU, else the process's peak resident set (MB)."""
     device = torch.device(device)
@@ -76,7 +71,10 @@ def peak_memory_mb(device: torch.device | str) -> float:
 def resolve_editor(
     editor: Any, editor_kind: str | None = None, device: torch.device | str | None = None
 ) -> tuple[Editor, bool]:
-    """An :class:`Editor` from an Editor, a diffusers pipeline, a folder or a hub id; True when loaded here."""
+    """An :class:`Editor` from an Editor, a diffusers pipeline, a folder or a hub id; True when loaded here.
+
+    :func:`photoshield.models.diffusion.resolve_editor` with the attention method's message for a missing editor.
+    """
     if editor is None:
         raise PhotoshieldError(
             "the attention method needs a diffusion editor: pass editor=PATH_OR_HUB_ID (a diffusers pipeline "
@@ -84,20 +82,7 @@ def resolve_editor(
             "on a machine that has it) with editor_kind='flux-kontext'|'sd-img2img'|'sd-inpaint'|'instruct-pix2pix', "
             "or a loaded pipeline / photoshield Editor (CLI: --editor PATH --editor-kind KIND)"
         )
-    if editor_kind is not None and editor_kind not in KINDS:
-        raise PhotoshieldError(f"unknown editor kind {editor_kind!r}; choose one of {', '.join(KINDS)}")
-    kinds = (editor_kind,) if editor_kind else KINDS
-    owned = isinstance(editor, (str, os.PathLike))
-    if owned and device is None:
-        device = _default_device()
-    dtype = torch.bfloat16 if owned and _device_bf16(torch.device(device)) else None
-    return as_editor(editor, kinds, device=device if owned else None, dtype=dtype, owner="attention"), owned
-
-
-def _default_device() -> torch.device:
-    from photoshield.models.registry import default_device
-
-    return default_device()
+    return _resolve_editor(editor, editor_kind, device, owner="attention")
 
 
 # ----------------------------------------------------------------------------- checkpointing
@@ -339,7 +324,8 @@ class AttentionAttack:
         face_count = 0
         wants_region = not editor.is_flux and self.face_weight > 0
         if self.faces and (wants_region or self.facial_weight > 0):
-            from photoshield.protect.facial import FacialAttack, face_region_mask, find_faces
+            from photoshield.protect.faces import face_region_mask, find_faces
+            from photoshield.protect.facial import FacialAttack
 
             found = find_faces(images)
             face_count = len(found)

@@ -320,7 +320,7 @@ class DeformationAttack:
 
     # -- the mask-logit baseline ------------------------------------------------------------------------
     def _mask_prompts(self, images: torch.Tensor) -> list[Any]:
-        from photoshield.evaluate.segmentation import draw_prompts
+        from photoshield.models.sam_prompts import draw_prompts
 
         return [draw_prompts(self.segmenter, images[i : i + 1], boxes_per_mask=1, points_per_mask=1, max_masks=self.max_masks, seed=self.seed) for i in range(images.shape[0])]
 
@@ -373,7 +373,7 @@ class DeformationAttack:
 
     def _measure(self, images: torch.Tensor, clean: list[torch.Tensor]):
         """A report measure: feature cosine to the clean photo and box-prompt mIoU / ASR@50 against it."""
-        from photoshield.evaluate.segmentation import (
+        from photoshield.models.sam_prompts import (
             draw_prompts,
             predict_prompts,
             segmentation_agreement,

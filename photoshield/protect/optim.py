@@ -205,8 +205,9 @@ def run_pgd(
     L_inf, how much of the budget each pixel gets;
     ``shaping(update, images) -> update`` reshapes each step before projection.
     Returns the lowest-loss perturbation seen for each image. Each step's loss (with
-    EOT when configured) judges the perturbation it was computed on, so tracking the
-    best costs no extra forward pass; the final perturbation is judged once more.
+    EOT when configured) judges the perturbation it was computed on; at the end the best
+    candidate and the final perturbation are judged again without gradients (so without
+    an objective's own randomness) and the better one is kept.
     """
     config = config or PGDConfig()
     images = images.detach()
@@ -317,6 +318,9 @@ def run_pgd(
 
     if not early_stopped:
         with torch.no_grad():
+            # Step losses can be stochastic (EOT, input diversity, an objective's own jitter): judge the best
+            # candidate and the last one again, the same way, and keep the better of the two per image.
+            best_loss.copy_(_check_loss(loss_fn(images + best["delta"]), batch).float())
             keep_best(_check_loss(loss_fn(images + delta), batch).float(), delta.detach())
     if loss_before is None:
         loss_before = best_loss.clone()

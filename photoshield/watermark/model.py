@@ -435,12 +435,12 @@ def _register() -> None:
             task="watermark embedding and decoding (96 bits)",
             filename=WEIGHTS_FILE,
             loader=load_watermark_model,
-            source="trained by photoshield (python -m photoshield.watermark.train, then python -m "
-                   "photoshield.watermark.whiten) on photos from registry packages",
+            source="trained by photoshield (python -m training.train_watermark, then python -m "
+                   "training.whiten_watermark) on photos from registry packages",
             license="Apache-2.0 (photoshield)",
             sha256="cbdf4c3138157c25f5e518ee6b6171d1df5b0f9da901e129eb6acc2f42cd3111",
             how_to_get=(
-                "train it: python tools/fetch_training_photos.py && python -m photoshield.watermark.train "
+                "train it in a source checkout: python tools/fetch_training_photos.py && python -m training.train_watermark "
                 "--whiten --export photoshield/assets/weights/watermark_diffmark.safetensors; or pass path=... to load()"
             ),
             description="DiffMark-style diffusion embedder (UNet2DConditionModel, 4 DDIM steps) + CNN decoder with a whitened "

@@ -2,8 +2,8 @@
 
 Both learn colour-grading edits (:mod:`photoshield.models.edits`) of random 128 px crops of the real
 photos that ``tools/fetch_training_photos.py`` fetched, in the latent space of the frozen
-``autoencoder-small``, with the accelerate loop, crops, checkpoints and metrics log of the other
-trainers (:mod:`photoshield.training`):
+``autoencoder-small``, with the accelerate loop, crops, checkpoints and metrics log every trainer
+shares (:mod:`training.loop`):
 
 - ``kontext``: flow matching. Target latents ``z1 = E(warm(x))``, noisy ``(1 - s) z1 + s n`` with the
   pipeline's own shifted sigmas, the context latents ``E(x)`` as extra tokens; the transformer predicts
@@ -17,7 +17,7 @@ trainers (:mod:`photoshield.training`):
 Held-out edit quality (the full pipeline, PSNR against the reference edit, next to the PSNR of the
 unedited photo against it) is logged every ``eval_every`` steps.
 
-    python -m photoshield.models.train_editors kontext --minutes 60 --threads 1 \\
+    python -m training.train_editors kontext --minutes 60 --threads 1 \\
         --export photoshield/assets/weights/editor_kontext_small.safetensors
 
 Run it again with the same ``--out`` (and a larger ``--minutes``) to resume from ``<out>/checkpoint.pt``;
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +38,28 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import PhotoshieldError
-from ..training import (
-    MetricsLog,
+from photoshield.errors import PhotoshieldError
+from photoshield.image import quantize
+from photoshield.models.editors import (
+    KONTEXT_EDIT,
+    KONTEXT_PROMPT,
+    new_networks,
+    build_editor,
+    default_configs,
+    load_networks,
+    save_editor,
+)
+from photoshield.models.edits import EDIT_PROMPTS, apply_edit, edit_names
+from training.loop import (
+    LoopSettings,
     PhotoCrops,
+    StepResult,
+    TrainingRun,
     heldout_crops,
     load_checkpoint,
     psnr,
-    save_checkpoint,
     warmup_cosine_lr,
 )
-from .edits import EDIT_PROMPTS, apply_edit, edit_names
-from .editors import KONTEXT_EDIT, KONTEXT_PROMPT, build_editor, default_configs, save_editor
 
 __all__ = ["EditorTrainConfig", "evaluate_edits", "train"]
 
@@ -146,8 +155,6 @@ def evaluate_edits(editor: Any, images: torch.Tensor, edits: list[str] | None = 
     error): ``edit_psnr_latent`` (the edit) and ``unedited_psnr_latent`` (the round trip of the unedited
     photo, i.e. an editor that copies without editing).
     """
-    from ..image import quantize
-
     edits = edits or ([KONTEXT_EDIT] if editor.is_flux else edit_names())
     prompts = {KONTEXT_EDIT: KONTEXT_PROMPT} if editor.is_flux else EDIT_PROMPTS
     scores: dict[str, list[float]] = {}
@@ -179,60 +186,43 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
     ``init``: an exported editor file (e.g. the shipped weights) to start from when ``out`` holds no
     checkpoint yet: training goes on from there with a fresh optimizer.
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    from .editors import _networks
-
     kind = KINDS[kind]
     config = config or EditorTrainConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
-    torch.manual_seed(config.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    device = accelerator.device
-
-    state = load_checkpoint(checkpoint_path)
+    run = TrainingRun(out, config.seed)
+    device = run.device
+    state = run.state
     if state is not None:
         configs = json.loads(state["configs"])
-        networks = _networks(kind, configs, seed=config.seed)
+        networks = new_networks(kind, configs, seed=config.seed)
         for name, module in networks.items():
             module.load_state_dict(state["networks"][name])
     elif init is not None:
-        from .editors import load_networks
-
         init_kind, networks, metadata = load_networks(init)
         if init_kind != kind:
             raise PhotoshieldError(f"{init}: holds a {init_kind} editor, not a {kind} one")
         configs = json.loads(metadata["configs"])
     else:
         configs = configs or default_configs(kind)
-        networks = _networks(kind, configs, seed=config.seed)
+        networks = new_networks(kind, configs, seed=config.seed)
     editor = build_editor(kind, networks, device)  # freezes everything; re-enable what trains
     trained = [networks[name].requires_grad_(True).train() for name in _trainable(kind)]
     parameters = [p for module in trained for p in module.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
+        run.resume()
+    step = run.step
+    accelerator = run.accelerator
     optimizer = accelerator.prepare(optimizer)
     data = PhotoCrops(photos, config.size, "train", seed=config.seed + step)
     val = heldout_crops(photos, config.size, config.eval_crops).to(device)
     rng = random.Random(config.seed + step)
     torch.manual_seed(config.seed + step)
-    started = time.monotonic() - elapsed
-    last_save = time.monotonic()
-    log = MetricsLog(out / "metrics.jsonl", started)
-    budget_s = config.minutes * 60
+    run.start()
 
-    def save() -> None:
-        save_checkpoint(checkpoint_path, {
-            "networks": {name: module.state_dict() for name, module in networks.items()},
-            "optimizer": optimizer.state_dict(), "step": step, "elapsed": time.monotonic() - started,
-            "configs": json.dumps(configs),
-        })  # fmt: skip
+    def checkpoint() -> dict[str, Any]:
+        return {"networks": {name: module.state_dict() for name, module in networks.items()},
+                "optimizer": optimizer.state_dict(), "configs": json.dumps(configs)}
 
     def evaluate() -> dict[str, float]:
         for module in trained:
@@ -242,12 +232,8 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
             module.train()
         return {k: round(v, 3) for k, v in metrics.items()}
 
-    if step == 0:
-        log.write({"stage": "eval", "step": 0, **evaluate()})
-    bar = tqdm(total=config.max_steps, initial=step, desc=f"train {kind}", disable=not progress)
-    running: list[float] = []
-    while step < config.max_steps and time.monotonic() - started < budget_s:
-        lr = _learning_rate(config, step, (time.monotonic() - started) / budget_s)
+    def train_step(step: int, fraction: float) -> StepResult:
+        lr = _learning_rate(config, step, fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
         images = data.batch(config.batch_size).to(device)
@@ -258,36 +244,26 @@ def train(kind: str, photos: str | Path, out: str | Path, config: EditorTrainCon
         optimizer.step()
         if not editor.is_flux:
             editor._prompts.clear()  # the text encoder moved: cached prompt encodings are stale
-        step += 1
-        running.append(float(loss.detach()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{running[-1]:.4f}")
-        if step % config.log_every == 0:
-            log.write({"stage": "train", "step": step, "lr": round(lr, 7), "loss": round(sum(running) / len(running), 5)})
-            running = []
-        if step % config.eval_every == 0:
-            log.write({"stage": "eval", "step": step, **evaluate()})
-        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-            save()
-            last_save = time.monotonic()
-    bar.close()
-    save()
-    log.write({"stage": "final", "step": step, **evaluate()})
-    log.close()
+        value = float(loss.detach())
+        return StepResult({"loss": value}, fixed={"lr": round(lr, 7)}, postfix={"loss": f"{value:.4f}"})
+
+    run.loop(train_step, LoopSettings.of(config), desc=f"train {kind}", checkpoint=checkpoint, evaluate=evaluate,
+             eval_at_start=True, progress=progress)
+    run.save(checkpoint())
+    run.write({"stage": "final", "step": run.step, **evaluate()})
+    run.close()
     for module in trained:
         module.eval().requires_grad_(False)
     if export is not None:
-        save_editor(kind, networks, export, extra={"steps": step, "minutes": round((time.monotonic() - started) / 60, 1)})
+        save_editor(kind, networks, export, extra={"steps": run.step, "minutes": round(run.seconds() / 60, 1)})
     return editor
 
 
 def _export_checkpoint(kind: str, out: Path, export: Path) -> None:
-    from .editors import _networks
-
     state = load_checkpoint(out / "checkpoint.pt")
     if state is None:
         raise SystemExit(f"{out / 'checkpoint.pt'}: no checkpoint to export; train first")
-    networks = _networks(kind, json.loads(state["configs"]))
+    networks = new_networks(kind, json.loads(state["configs"]))
     for name, module in networks.items():
         module.load_state_dict(state["networks"][name])
     save_editor(kind, networks, export, extra={"steps": int(state["step"]), "minutes": round(state["elapsed"] / 60, 1)})

@@ -4,12 +4,12 @@ Random 128 px crops of the real photos that ``tools/fetch_training_photos.py`` f
 L1 on the reconstruction from a posterior sample plus a small KL term (weighted as Stable Diffusion's
 autoencoder weights it, 1e-6 against per-pixel sums) and an optional L1 on image gradients, which
 keeps edges sharper than L1 alone. The accelerate loop, photo crops, checkpoints and metrics log are
-the ones the watermark trainer uses (:mod:`photoshield.training`). Held-out PSNR (posterior mean, as
+the ones every trainer uses (:mod:`training.loop`). Held-out PSNR (posterior mean, as
 the ``vae`` attack decodes) is logged every ``eval_every`` steps; at the end the latent scaling factor
 is set to 1 / std of the latents (as for Stable Diffusion's VAE), so diffusion models trained on
 them see unit-variance latents.
 
-    python -m photoshield.models.train_autoencoder --photos runs/watermark/photos --out runs/autoencoder \\
+    python -m training.train_autoencoder --photos runs/watermark/photos --out runs/autoencoder \\
         --minutes 30 --threads 2 --export runs/autoencoder/autoencoder_small.safetensors
 
 Run it again with the same ``--out`` (and a larger ``--minutes``) to resume from ``<out>/checkpoint.pt``;
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..training import (
-    MetricsLog,
+from photoshield.attacks import get
+from photoshield.data import sample, samples
+from photoshield.image import quantize, resize_to, working_size
+from photoshield.models.autoencoder import SMALL_CONFIG, public_config, save_autoencoder, small_autoencoder
+from training.loop import (
+    LoopSettings,
     PhotoCrops,
+    StepResult,
+    TrainingRun,
     heldout_crops,
     load_checkpoint,
     psnr,
-    save_checkpoint,
     warmup_cosine_lr,
-)
-from .autoencoder import (
-    SMALL_CONFIG,
-    _public_config,
-    save_autoencoder,
-    small_autoencoder,
 )
 
 __all__ = ["AutoencoderTrainConfig", "evaluate", "evaluate_scenes", "reconstruct", "train"]
@@ -100,8 +98,6 @@ def loss_terms(vae: torch.nn.Module, batch: torch.Tensor, config: AutoencoderTra
 @torch.no_grad()
 def evaluate(vae: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
     """PSNR and L1 of posterior-mean reconstructions of fixed images (8-bit rounded, as a saved photo would be)."""
-    from ..image import quantize
-
     was_training = vae.training
     vae.eval()
     scores, errors = [], []
@@ -117,10 +113,6 @@ def evaluate(vae: torch.nn.Module, images: torch.Tensor, batch_size: int = 8) ->
 @torch.no_grad()
 def evaluate_scenes(vae: torch.nn.Module, max_side: int = 256) -> dict[str, float]:
     """PSNR of the ``vae`` attack's round trip on the bundled scene photos, long side ``max_side``."""
-    from ..attacks import get
-    from ..data import sample, samples
-    from ..image import quantize, resize_to, working_size
-
     attack = get("vae", model=vae)
     scores = {}
     for name in samples("scenes"):
@@ -148,17 +140,9 @@ def train(photos: str | Path, out: str | Path, config: AutoencoderTrainConfig | 
           model_config: dict[str, Any] | None = None, export: str | Path | None = None,
           progress: bool = True, scenes: bool = True) -> torch.nn.Module:
     """Train (or resume) under ``out``; returns the autoencoder and, with ``export``, writes it there."""
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
     config = config or AutoencoderTrainConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
-    torch.manual_seed(config.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-
-    state = load_checkpoint(checkpoint_path)
+    run = TrainingRun(out, config.seed)
+    state = run.state
     if state is not None:
         model_config = json.loads(state["model_config"])
     model_config = dict(model_config or SMALL_CONFIG)
@@ -166,35 +150,25 @@ def train(photos: str | Path, out: str | Path, config: AutoencoderTrainConfig | 
     data = PhotoCrops(photos, config.size, "train", seed=config.seed)
     val = heldout_crops(photos, config.size, config.eval_crops)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
     if state is not None:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
+        step = run.resume()
         data.rng.seed(config.seed + step)
         torch.manual_seed(config.seed + step)
+    accelerator = run.accelerator
     vae, optimizer = accelerator.prepare(vae, optimizer)
     raw = accelerator.unwrap_model(vae)
-    device = accelerator.device
+    device = run.device
     val = val.to(device)
-    started = time.monotonic() - elapsed
-    last_save = time.monotonic()
-    log = MetricsLog(out / "metrics.jsonl", started)
-    budget_s = config.minutes * 60
+    run.start()
 
-    def save() -> None:
-        save_checkpoint(checkpoint_path, {
-            "model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "elapsed": time.monotonic() - started, "model_config": json.dumps(_public_config(raw)),
-        })  # fmt: skip
+    def checkpoint() -> dict[str, Any]:
+        return {"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                "model_config": json.dumps(public_config(raw))}
 
-    if step == 0:
-        log.write({"stage": "eval", "step": 0, **{k: round(v, 4) for k, v in evaluate(raw, val).items()}})
-    bar = tqdm(total=config.max_steps, initial=step, desc="autoencoder", disable=not progress)
-    running: dict[str, list[float]] = {}
-    vae.train()
-    while step < config.max_steps and time.monotonic() - started < budget_s:
-        lr = _learning_rate(config, step, (time.monotonic() - started) / budget_s)
+    def train_step(step: int, fraction: float) -> StepResult:
+        lr = _learning_rate(config, step, fraction)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = data.batch(config.batch_size).to(device)
@@ -203,29 +177,23 @@ def train(photos: str | Path, out: str | Path, config: AutoencoderTrainConfig | 
         accelerator.backward(terms["loss"])
         accelerator.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        for key, value in terms.items():
-            running.setdefault(key, []).append(float(value.detach()))
-        bar.update(1)
-        bar.set_postfix(l1=f"{float(terms['l1'].detach()):.4f}")
-        if step % config.log_every == 0:
-            row = {key: round(sum(values) / len(values), 5) for key, values in running.items()}
-            log.write({"stage": "train", "step": step, "lr": round(lr, 7), **row})
-            running = {}
-        if step % config.eval_every == 0:
-            log.write({"stage": "eval", "step": step, **{k: round(v, 4) for k, v in evaluate(raw, val).items()}})
-        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-            save()
-            last_save = time.monotonic()
-    bar.close()
+        return StepResult({key: float(value.detach()) for key, value in terms.items()}, fixed={"lr": round(lr, 7)},
+                          postfix={"l1": f"{float(terms['l1'].detach()):.4f}"})
+
+    def validate() -> dict[str, float]:
+        return {k: round(v, 4) for k, v in evaluate(raw, val).items()}
+
+    vae.train()
+    run.loop(train_step, LoopSettings.of(config), desc="autoencoder", checkpoint=checkpoint, evaluate=validate,
+             eval_at_start=True, progress=progress)
     raw.register_to_config(scaling_factor=latent_scaling_factor(raw, data.batch(32).to(device)))
-    save()
-    final = {"stage": "final", "step": step, "scaling_factor": round(raw.config.scaling_factor, 5),
-             **{k: round(v, 4) for k, v in evaluate(raw, val).items()}}
+    run.save(checkpoint())
+    final = {"stage": "final", "step": run.step, "scaling_factor": round(raw.config.scaling_factor, 5),
+             **validate()}
     if scenes:
         final.update({k: round(v, 4) for k, v in evaluate_scenes(raw.eval()).items()})
-    log.write(final)
-    log.close()
+    run.write(final)
+    run.close()
     raw.eval()
     if export is not None:
         save_autoencoder(raw, export)

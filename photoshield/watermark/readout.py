@@ -1,4 +1,4 @@
-"""Whiten the decoder's linear read-out against the statistics of real photos, in closed form.
+"""The decoder's linear read-out, whitened against the statistics of real photos in closed form.
 
 The trained decoder reads its bits through its linear read-out: logits = W f(x) + b, with f the
 high-passed ``linear_size`` copy of the image (its CNN branch barely moves under the mark,
@@ -9,19 +9,21 @@ rejects it best is W' = W C^-1, with C the covariance of f over crops of the tra
 new read-out also leans on what survives regeneration), plus a small ridge. W''s rows keep W's norms
 times ``gain``, the bias centres the photos' mean (so a clean photo still reads fair-coin bits), and
 the embedder's message pattern becomes W''s adjoint: the pattern that moves each bit's logit most per
-unit of energy. No training, only statistics (the shipped recipe: about 20 minutes on 2 cores).
+unit of energy. No training, only statistics.
 
-    python -m photoshield.watermark.whiten MODEL OUT [--photos runs/watermark/photos] [--side 64] [--crops 12000]
+This module holds the maths (:func:`feature_statistics`, :func:`whiten`, :func:`resampled`); measuring the
+statistics on the training photos is a training step:
 
-``python -m photoshield.watermark.train ... --whiten`` runs it as the last step of training.
+    python -m training.whiten_watermark MODEL OUT [--photos runs/watermark/photos] [--side 64] [--crops 12000]
+
+and ``python -m training.train_watermark ... --whiten`` runs it as the last step of training.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
+import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -30,11 +32,9 @@ import torch.nn.functional as F
 from ..errors import PhotoshieldError
 from .model import WatermarkModel
 
-__all__ = ["FeatureStatistics", "feature_statistics", "photo_crops", "photo_statistics", "resampled", "whiten",
-           "whiten_from_photos"]
+__all__ = ["FeatureStatistics", "feature_statistics", "resampled", "resampled_patterns", "whiten"]
 
-DEFAULT_ALPHA, DEFAULT_SHRINK, DEFAULT_GAIN = 64.0, 1e-3, 2.0
-DEFAULT_SIDE, DEFAULT_CROPS, DEFAULT_ERROR_EVERY = 64, 12000, 4  # the shipped model's recipe (about 20 minutes on 2 cores)
+DEFAULT_ALPHA, DEFAULT_SHRINK, DEFAULT_GAIN = 64.0, 1e-3, 2.0  # the shipped model's settings
 
 
 @dataclass
@@ -46,15 +46,6 @@ class FeatureStatistics:
     error: torch.Tensor  # (d, d) second moment of f(autoencoder(x)) - f(x); zeros without an autoencoder
     cnn: torch.Tensor  # (n_bits,) mean logits of the decoder's CNN branch
     count: int
-
-
-def photo_crops(photos: str | Path, count: int, side: int = 256, seed: int = 0, batch: int = 16) -> Iterable[torch.Tensor]:
-    """``count`` random crops of the training photos (the ones training sees), in batches of ``batch``."""
-    from ..training import PhotoCrops
-
-    crops = PhotoCrops(photos, side, "train", seed=seed)
-    for start in range(0, count, batch):
-        yield crops.batch(min(batch, count - start))
 
 
 def feature_statistics(model: WatermarkModel, crops: Iterable[torch.Tensor],
@@ -129,67 +120,31 @@ def whiten(model: WatermarkModel, stats: FeatureStatistics, alpha: float = DEFAU
 
 def resampled(model: WatermarkModel, side: int) -> WatermarkModel:
     """A copy of ``model`` with its message pattern and linear read-out resampled to ``side`` (to whiten a finer read-out)."""
-    from .train import _resampled_patterns
-
     config = copy.deepcopy(model.config)
     config.message_skip_size = config.decoder_linear_size = side
     new = WatermarkModel(config)
     source, own = model.state_dict(), new.state_dict()
     kept = {name: value for name, value in source.items() if name in own and own[name].shape == value.shape}
-    kept.update(_resampled_patterns(source, own))
+    kept.update(resampled_patterns(source, own))
     new.load_state_dict(kept)
     return new
 
 
-def photo_statistics(model: WatermarkModel, photos: str | Path, crops: int = DEFAULT_CROPS, seed: int = 0,
-                     error_every: int = DEFAULT_ERROR_EVERY, progress: bool = True) -> FeatureStatistics:
-    """:class:`FeatureStatistics` on ``crops`` random crops of ``photos``/train, the error through ``autoencoder-small``."""
-    from ..attacks import get
-    from ..models import load
-
-    device = next(model.parameters()).device
-    autoencoder = get("vae", model=load("autoencoder-small", device=device))
-    return feature_statistics(model, photo_crops(photos, crops, seed=seed), autoencoder, error_every, progress)
-
-
-def whiten_from_photos(model: WatermarkModel, photos: str | Path, side: int | None = DEFAULT_SIDE,
-                       crops: int = DEFAULT_CROPS, alpha: float = DEFAULT_ALPHA, shrink: float = DEFAULT_SHRINK,
-                       gain: float = DEFAULT_GAIN, seed: int = 0, error_every: int = DEFAULT_ERROR_EVERY,
-                       progress: bool = True) -> WatermarkModel:
-    """The shipped recipe: resample to ``side`` (None: keep), measure :func:`photo_statistics`, ``whiten``."""
-    if side and side != model.config.decoder_linear_size:
-        model = resampled(model, side)
-    stats = photo_statistics(model, photos, crops, seed, error_every, progress)
-    return whiten(model, stats, alpha, shrink, gain)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="watermark checkpoint (or registry name) as training exported it")
-    parser.add_argument("out", type=Path, help="where to write the whitened checkpoint (safetensors)")
-    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"))
-    parser.add_argument("--side", type=int, default=DEFAULT_SIDE, help="resample the message pattern and read-out "
-                        "to this side first (0: keep)")
-    parser.add_argument("--crops", type=int, default=DEFAULT_CROPS, help="random training crops for the statistics")
-    parser.add_argument("--error-every", type=int, default=DEFAULT_ERROR_EVERY,
-                        help="autoencoder round trip on every n-th batch of 16 crops")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of the autoencoder's error")
-    parser.add_argument("--shrink", type=float, default=DEFAULT_SHRINK, help="ridge, in units of the mean variance")
-    parser.add_argument("--gain", type=float, default=DEFAULT_GAIN, help="read-out row norms relative to the old ones")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    from . import load
-
-    model = load(args.model, device="cpu")
-    whitened = whiten_from_photos(model, args.photos, args.side, args.crops, args.alpha, args.shrink, args.gain,
-                                  args.seed, args.error_every)
-    whitened.save(args.out)
-    print(f"wrote {args.out} (read-out {whitened.config.decoder_linear_size} px, "
-          f"{whitened.config.extra['whitened']})")
-
-
-if __name__ == "__main__":
-    main()
+def resampled_patterns(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The message pattern and the linear read-out at a new side, resampled from the old one (bilinear), so a
+    run that changes their size starts from what the old model wrote and read instead of from noise."""
+    out = {}
+    for name, axis in (("embedder.message_skip.weight", 0), ("embedder.message_skip.bias", 0),
+                       ("decoder.linear.weight", 1)):
+        if name not in source or name not in own or source[name].shape == own[name].shape:
+            continue
+        old_side = math.isqrt(source[name].shape[axis] // 3)
+        new_side = math.isqrt(own[name].shape[axis] // 3)
+        value = source[name].movedim(axis, -1)
+        lead = value.shape[:-1]
+        grid = value.reshape(-1, 3, old_side, old_side)
+        grid = F.interpolate(grid, size=(new_side, new_side), mode="bilinear", align_corners=False)
+        if name.startswith("decoder"):
+            grid = grid * (old_side / new_side) ** 2  # as many more inputs, each weighted less: same logit scale
+        out[name] = grid.reshape(*lead, -1).movedim(-1, axis).contiguous()
+    return out

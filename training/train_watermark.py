@@ -11,10 +11,11 @@ colour changes, the round trip through ``autoencoder-small`` (the latent autoenc
 DiffMark's deepfake simulation, since regeneration and face-swap pipelines re-encode every pixel)
 and the graphics face swap of ``attacks/deepfake.py`` (straight-through).
 
-One resumable checkpoint (``<out>/checkpoint.pt``, tensors and numbers only, read back with
-``torch.load(weights_only=True)``); metrics go to ``<out>/metrics.jsonl``.
+The loop, checkpoint and metrics log are :mod:`training.loop`'s: one resumable checkpoint
+(``<out>/checkpoint.pt``, tensors and numbers only, read back with ``torch.load(weights_only=True)``);
+metrics go to ``<out>/metrics.jsonl``.
 
-    python -m photoshield.watermark.train --photos runs/watermark/photos --out runs/watermark \\
+    python -m training.train_watermark --photos runs/watermark/photos --out runs/watermark \\
         --minutes 80 --export photoshield/assets/weights/watermark_diffmark.safetensors [--whiten]
 
 Run it again with the same ``--out`` to resume.
@@ -23,24 +24,26 @@ Run it again with the same ``--out`` to resume.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..training import MetricsLog, PhotoCrops, heldout_crops, load_checkpoint, psnr, save_checkpoint
-from ..image import resize_to
-from .model import WatermarkConfig, WatermarkModel, add_residual
+from photoshield.attacks import AttackError, get
+from photoshield.image import quantize, resize_to
+from photoshield.models import load
+from photoshield.models.registry import safetensors_metadata
+from photoshield.watermark.model import WatermarkConfig, WatermarkModel, add_residual
+from photoshield.watermark.readout import resampled_patterns
+from training.loop import LoopSettings, PhotoCrops, StepResult, TrainingRun, heldout_crops, psnr
+from training.whiten_watermark import whiten_from_photos
 
-__all__ = ["PhotoCrops", "TrainConfig", "NoiseLayers", "psnr", "train"]
+__all__ = ["NoiseLayers", "PhotoCrops", "TrainConfig", "initial_weights", "psnr", "train"]
 
 
 # --------------------------------------------------------------------------- noise layers
@@ -61,33 +64,15 @@ class NoiseLayers:
     def __init__(self, autoencoder: Callable[[torch.Tensor], torch.Tensor] | None, seed: int = 0):
         self.autoencoder = autoencoder
         self.rng = random.Random(seed)
-        self.face_swap = self._face_swap()
-
-    @staticmethod
-    def _face_swap() -> Callable | None:
-        if importlib.util.find_spec("photoshield.attacks.deepfake") is None:
-            return None
-        from ..attacks import base
-
-        for name in ("face-swap", "faceswap", "face_swap"):
-            try:
-                return _straight_through(base.get(name))
-            except Exception:  # not registered under this name, or it needs models that are missing
-                continue
-        return None
+        self.face_swap = _straight_through(get("faceswap"))
 
     def names(self, warmup: bool) -> list[str]:
         if warmup:
             return ["identity", "noise", "diffjpeg"]
-        names = ["identity", "diffjpeg", "diffjpeg", "jpeg", "webp", "resize", "crop", "crop+jpeg", "blur", "noise",
-                 "color", "autoencoder"]
-        if self.face_swap is not None:
-            names.append("faceswap")
-        return names
+        return ["identity", "diffjpeg", "diffjpeg", "jpeg", "webp", "resize", "crop", "crop+jpeg", "blur", "noise",
+                "color", "autoencoder", "faceswap"]
 
     def __call__(self, images: torch.Tensor, warmup: bool) -> tuple[torch.Tensor, str]:
-        from ..attacks import get
-
         name = self.rng.choice(self.names(warmup))
         r = self.rng.uniform
         if name == "identity":
@@ -125,8 +110,6 @@ class NoiseLayers:
 
 def _apply_or_strength(kind: str, params: dict, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """Call a colour attack with explicit parameters, or by strength when its parameter names differ."""
-    from ..attacks import AttackError, get
-
     try:
         return get(kind, **params)(images)
     except AttackError:
@@ -158,9 +141,6 @@ class TrainConfig:
 @torch.no_grad()
 def evaluate(model: WatermarkModel, covers: torch.Tensor, seed: int = 0) -> dict[str, float]:
     """Full embed path (DDIM sampling, mask, 8-bit rounding) on fixed held-out crops: PSNR, bit accuracy."""
-    from ..attacks import get
-    from ..image import quantize
-
     generator = torch.Generator().manual_seed(seed)
     bits = torch.randint(0, 2, (covers.shape[0], model.n_bits), generator=generator).float()
     marked = quantize(model.embed(covers, bits, generator=generator))
@@ -183,29 +163,9 @@ def initial_weights(model: WatermarkModel, path: str | Path) -> list[str]:
     source = load_file(str(path))
     own = model.state_dict()
     kept = {name: value for name, value in source.items() if name in own and own[name].shape == value.shape}
-    kept.update(_resampled_patterns(source, own))
+    kept.update(resampled_patterns(source, own))
     model.load_state_dict(kept, strict=False)
     return sorted(name for name in own if name not in kept)
-
-
-def _resampled_patterns(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The message pattern and the linear read-out at a new side, resampled from the old one (bilinear), so a
-    run that changes their size starts from what the old model wrote and read instead of from noise."""
-    out = {}
-    for name, axis in (("embedder.message_skip.weight", 0), ("embedder.message_skip.bias", 0),
-                       ("decoder.linear.weight", 1)):
-        if name not in source or name not in own or source[name].shape == own[name].shape:
-            continue
-        old_side = math.isqrt(source[name].shape[axis] // 3)
-        new_side = math.isqrt(own[name].shape[axis] // 3)
-        value = source[name].movedim(axis, -1)
-        lead = value.shape[:-1]
-        grid = value.reshape(-1, 3, old_side, old_side)
-        grid = F.interpolate(grid, size=(new_side, new_side), mode="bilinear", align_corners=False)
-        if name.startswith("decoder"):
-            grid = grid * (old_side / new_side) ** 2  # as many more inputs, each weighted less: same logit scale
-        out[name] = grid.reshape(*lead, -1).movedim(-1, axis).contiguous()
-    return out
 
 
 def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None,
@@ -215,17 +175,9 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
 
     ``init``: an exported model to start a new run from (ignored when ``out`` holds a checkpoint).
     """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
     config = config or TrainConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    torch.manual_seed(config.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-
-    state = load_checkpoint(checkpoint_path)
+    run = TrainingRun(out, config.seed)
+    state = run.state
     if state is not None:
         model_config = WatermarkConfig.from_json(state["model_config"])
     model_config = model_config or WatermarkConfig()
@@ -238,39 +190,28 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
     data = PhotoCrops(photos, max(config.cover_sizes), "train", seed=config.seed)
     val = heldout_crops(photos, 256, 8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed"])
+        step = run.resume()
         random.seed(config.seed + step)
         torch.manual_seed(config.seed + step)
+    accelerator = run.accelerator
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: WatermarkModel = accelerator.unwrap_model(model)
-    device = accelerator.device
-    started = time.monotonic() - elapsed
-    log = MetricsLog(metrics_path, started)
-    last_save = time.monotonic()
+    device = run.device
+    run.start()
 
-    def save() -> None:
-        save_checkpoint(checkpoint_path, {
-            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "elapsed": time.monotonic() - started, "model_config": raw_model.config.to_json(),
-        })  # fmt: skip
-
-    write = log.write
-    budget_s = config.minutes * 60
-    from ..attacks import get
-    from ..models import load
+    def checkpoint() -> dict:
+        return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model_config": raw_model.config.to_json()}
 
     autoencoder = get("vae", model=load("autoencoder-small", device=device))
-
-    noise = NoiseLayers(autoencoder, seed=config.seed + step)
+    noise = NoiseLayers(autoencoder, seed=config.seed + run.step)
     embedder = raw_model.embedder
     sampling_t = embedder.inference_timesteps().to(device)
-    bar = tqdm(total=config.max_steps, initial=step, desc="watermark", disable=not progress)
-    running: dict[str, list[float]] = {}
-    while step < config.max_steps and time.monotonic() - started < budget_s:
+
+    def train_step(step: int, _: float) -> StepResult:
         model.train()
         warmup = step < config.warmup_steps
         fraction = min(1.0, step / max(1, config.rms_anneal_steps))
@@ -297,30 +238,25 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
         accuracy = float(((logits > 0) == (bits > 0.5)).float().mean())
-        for key, value in (("loss", loss.item()), ("acc", accuracy), ("psnr", float(psnr(marked.detach(), photo).mean()))):
-            running.setdefault(key, []).append(value)
-        running.setdefault(f"acc_{attack}", []).append(accuracy)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{accuracy:.3f}", rms=f"{embedder.residual_rms:.4f}")
-        if step % config.log_every == 0:
-            row = {key: round(float(np.mean(values)), 4) for key, values in running.items()}
-            write({"stage": "watermark", "step": step, "rms": round(embedder.residual_rms, 5), **row})
-            running = {}
-        if step % config.eval_every == 0:
-            model.eval()
-            embedder.residual_rms = raw_model.config.residual_rms
-            write({"stage": "eval", "step": step, **{k: round(v, 4) for k, v in evaluate(raw_model, val).items()}})
-        if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-            save()
-            last_save = time.monotonic()
-    bar.close()
+        metrics = {"loss": loss.item(), "acc": accuracy, "psnr": float(psnr(marked.detach(), photo).mean()),
+                   f"acc_{attack}": accuracy}
+        return StepResult(metrics, fixed={"rms": round(embedder.residual_rms, 5)},
+                          postfix={"loss": f"{loss.item():.3f}", "acc": f"{accuracy:.3f}",
+                                   "rms": f"{embedder.residual_rms:.4f}"})
+
+    def validate() -> dict[str, float]:
+        model.eval()
+        embedder.residual_rms = raw_model.config.residual_rms
+        return {k: round(v, 4) for k, v in evaluate(raw_model, val).items()}
+
+    run.loop(train_step, LoopSettings.of(config), desc="watermark", checkpoint=checkpoint, evaluate=validate,
+             stage="watermark", digits=4, progress=progress)
     embedder.residual_rms = raw_model.config.residual_rms
-    save()
+    run.save(checkpoint())
     model.eval()
-    write({"stage": "final", "step": step, **{k: round(v, 4) for k, v in evaluate(raw_model, val).items()}})
-    log.close()
+    run.write({"stage": "final", "step": run.step, **{k: round(v, 4) for k, v in evaluate(raw_model, val).items()}})
+    run.close()
     if export is not None:
         raw_model.save(export)
     return raw_model
@@ -350,7 +286,7 @@ def main() -> None:
     parser.add_argument("--decoder-linear-size", type=int, help="side of the decoder's linear read-out (new runs; default 32)")
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
     parser.add_argument("--whiten", action="store_true", help="whiten the decoder's read-out (64 px) before exporting "
-                        "(photoshield.watermark.whiten with its defaults: the shipped model's last step, ~20 min)")
+                        "(training.whiten_watermark with its defaults: the shipped model's last step, ~20 min)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -368,8 +304,6 @@ def main() -> None:
                          rms_anneal_steps=args.rms_anneal_steps, rms_final=args.rms_final, seed=args.seed)
     model_config = WatermarkConfig()
     if args.init is not None:
-        from ..models.registry import safetensors_metadata
-
         model_config = WatermarkConfig.from_json(safetensors_metadata(args.init, "watermark checkpoint")["config"])
     for name in ("message_skip_size", "decoder_linear_size"):
         if getattr(args, name) is not None:
@@ -382,8 +316,6 @@ def main() -> None:
 def _export(model: WatermarkModel, path: Path, whiten_on: Path | None) -> None:
     """Write ``model`` to ``path``; with ``whiten_on`` (the photos folder), its whitened read-out instead."""
     if whiten_on is not None:
-        from .whiten import whiten_from_photos
-
         model = whiten_from_photos(model.cpu().eval(), whiten_on)  # the shipped recipe's settings
     model.save(path)
 

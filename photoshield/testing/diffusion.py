@@ -1,4 +1,4 @@
-"""Tiny random diffusers pipelines for tests and examples, built offline from configs.
+"""Tiny random diffusers pipelines for tests and examples, built offline from configs (production code never imports this).
 
 They follow the diffusers test suite's ``get_dummy_components()``: the real pipeline
 classes with tiny random UNet / Flux transformer, VAE and text encoders, plus tokenizers
@@ -9,75 +9,27 @@ from __future__ import annotations
 
 import torch
 
-from photoshield.models.diffusion import KINDS, Editor
+from photoshield.models.diffusion import KINDS, Editor, pipeline_class
+from photoshield.models.text_encoders import CLIP_LENGTH, T5_LENGTH
+from photoshield.models.text_encoders import clip_tokenizer as tiny_clip_tokenizer
+from photoshield.models.text_encoders import small_clip_text_encoder as tiny_clip_text_encoder
+from photoshield.models.text_encoders import small_t5_encoder as tiny_t5_encoder
+from photoshield.models.text_encoders import t5_tokenizer as tiny_t5_tokenizer
 
-CLIP_LENGTH = 77  # tokens per CLIP prompt, as in Stable Diffusion
-T5_LENGTH = 32  # tokens per T5 prompt for the tiny Flux editor (real Flux uses up to 512)
-
-
-def tiny_clip_tokenizer():
-    """A byte-level BPE CLIP tokenizer whose vocabulary is the 256 byte symbols (no merges)."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):  # sorted: alphabet() comes in hash order
-        vocab.setdefault(symbol, len(vocab))
-        vocab.setdefault(symbol + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_LENGTH)
-
-
-def tiny_t5_tokenizer():
-    """A unigram T5 tokenizer over printable ASCII characters, built in memory."""
-    from transformers import T5TokenizerFast
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    for code in range(33, 127):
-        pieces.append((chr(code), -3.0))
-        pieces.append(("\u2581" + chr(code), -3.5))
-    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
-
-
-def tiny_clip_text_encoder(seed: int):
-    """A 2-layer CLIP text encoder of width 32 (its pooled output feeds Flux)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=1000,
-        max_position_embeddings=CLIP_LENGTH,
-        hidden_act="gelu",
-        projection_dim=32,
-    )
-    torch.manual_seed(seed)
-    return CLIPTextModel(config).eval()
-
-
-def tiny_t5_encoder(seed: int):
-    """A 2-layer T5 encoder of width 32."""
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=256,
-        d_model=32,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        dropout_rate=0.0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    torch.manual_seed(seed)
-    return T5EncoderModel(config).eval()
+__all__ = [
+    "CLIP_LENGTH",
+    "T5_LENGTH",
+    "tiny_clip_text_encoder",
+    "tiny_clip_tokenizer",
+    "tiny_components",
+    "tiny_editor",
+    "tiny_flux_transformer",
+    "tiny_flux_vae",
+    "tiny_sd_vae",
+    "tiny_t5_encoder",
+    "tiny_t5_tokenizer",
+    "tiny_unet",
+]
 
 
 def tiny_unet(seed: int, in_channels: int):
@@ -198,8 +150,6 @@ def tiny_components(kind: str, seed: int = 0) -> dict:
 
 def tiny_editor(kind: str, seed: int = 0, device: str | torch.device | None = None) -> Editor:
     """An :class:`Editor` over a tiny random pipeline of ``kind``; runs a full edit on CPU in about a second."""
-    from photoshield.models.diffusion import pipeline_class
-
     pipe = pipeline_class(kind)(**tiny_components(kind, seed))
     pipe.set_progress_bar_config(disable=True)
     editor = Editor.from_pipeline(pipe, kind, device=device or "cpu")
