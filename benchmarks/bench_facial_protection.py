@@ -5,7 +5,8 @@ For every bundled face photo and each epsilon, the photo is protected
 * with the full default ensemble (``photoshield.protect.facial.DEFAULT_ENSEMBLE``), and
 * for each ensemble member M, with the ensemble minus M ("leave-one-out"),
 
-and the protected photo, its JPEG q75 copy and a resize 0.5 + JPEG q75 copy are judged: each judge
+and the protected photo, its JPEG q75 copy, a resize 0.5 + JPEG q75 copy and three purified copies
+(Gaussian noise + JPEG, total-variation denoising, noisy upscaling) are judged: each judge
 detects the main face anew and compares it with the clean photo's (``IdentityJudges``). A face is
 "protected" for a judge when the judge no longer calls it the same person (or finds no face).
 The headline rows are each left-out model judging the protection computed without it, and SFace
@@ -38,7 +39,10 @@ from photoshield.metrics import psnr, region_psnr, region_ssim, ssim  # noqa: E4
 from photoshield.protect import protect  # noqa: E402
 from photoshield.protect.facial import DEFAULT_ENSEMBLE, IdentityJudges, face_boxes_mask, find_faces  # noqa: E402
 
-VARIANTS = {"png": None, "jpeg75": "jpeg:quality=75", "resize0.5+jpeg75": "resize:scale=0.5+jpeg:quality=75"}
+VARIANTS = {"png": None, "jpeg75": "jpeg:quality=75", "resize0.5+jpeg75": "resize:scale=0.5+jpeg:quality=75",
+            # purifications (photoshield.attacks.purify at strength 0.5) that strip adversarial perturbations
+            "noise+jpeg": "noise-jpeg:sigma=0.05,quality=72", "tv": "tv:weight=0.075",
+            "noisy-upscale": "noisy-upscale:sigma=0.05,scale=0.625"}
 OUTSIDERS = ("sface", "dlib")  # never in any ensemble
 
 

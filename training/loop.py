@@ -14,6 +14,7 @@ photoshield[train]`` adds accelerate).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -73,6 +74,26 @@ class PhotoCrops:
             gain = 1 + self.rng.uniform(-0.1, 0.1)
             crops.append((crop * gain + self.rng.uniform(-0.05, 0.05)).clamp(0, 1))
         return torch.cat(crops)
+
+
+def run_arguments(parser: argparse.ArgumentParser, defaults: Any, out: Path | None, what: str) -> argparse.ArgumentParser:
+    """Add the options every trainer shares (photos, output folder, budget, batch, lr, threads, seed, export).
+
+    ``defaults`` is the trainer's config dataclass; ``out`` the default checkpoint folder (None: the trainer
+    picks one); ``what`` names the exported thing in the help text.
+    """
+    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"),
+                        help="folder written by tools/fetch_training_photos.py (train/ and heldout/)")
+    parser.add_argument("--out", type=Path, default=out, help="checkpoint and metrics folder" + (f" (default {out})" if out else ""))
+    parser.add_argument("--minutes", type=float, default=defaults.minutes, help="wall-clock budget, in total")
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, help=f"write the trained {what} (safetensors) here at the end")
+    parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    return parser
 
 
 def heldout_crops(photos: str | Path, size: int, count: int, seed: int = 12345) -> torch.Tensor:

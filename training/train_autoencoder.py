@@ -41,6 +41,7 @@ from training.loop import (
     heldout_crops,
     load_checkpoint,
     psnr,
+    run_arguments,
     warmup_cosine_lr,
 )
 
@@ -213,21 +214,11 @@ def _export_checkpoint(out: Path, export: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train photoshield's small latent autoencoder (diffusers AutoencoderKL).")
-    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"),
-                        help="folder written by tools/fetch_training_photos.py (train/ and heldout/)")
-    parser.add_argument("--out", type=Path, default=Path("runs/autoencoder"), help="checkpoint and metrics folder")
-    parser.add_argument("--minutes", type=float, default=AutoencoderTrainConfig.minutes, help="wall-clock budget, in total")
-    parser.add_argument("--max-steps", type=int, default=AutoencoderTrainConfig.max_steps)
-    parser.add_argument("--batch-size", type=int, default=AutoencoderTrainConfig.batch_size)
+    run_arguments(parser, AutoencoderTrainConfig, Path("runs/autoencoder"), "autoencoder")
     parser.add_argument("--size", type=int, default=AutoencoderTrainConfig.size, help="crop side in pixels")
-    parser.add_argument("--lr", type=float, default=AutoencoderTrainConfig.lr)
     parser.add_argument("--kl-weight", type=float, default=AutoencoderTrainConfig.kl_weight)
     parser.add_argument("--edge-weight", type=float, default=AutoencoderTrainConfig.edge_weight,
                         help="weight of an L1 loss on image gradients (0: off)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", type=Path, help="write the trained autoencoder (safetensors + config) here at the end")
-    parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))

@@ -58,6 +58,7 @@ from training.loop import (
     heldout_crops,
     load_checkpoint,
     psnr,
+    run_arguments,
     warmup_cosine_lr,
 )
 
@@ -273,17 +274,7 @@ def _export_checkpoint(kind: str, out: Path, export: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train photoshield's small diffusion editors.")
     parser.add_argument("kind", choices=sorted(KINDS), help="kontext (in-context DiT) or unet (img2img UNet)")
-    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"),
-                        help="folder written by tools/fetch_training_photos.py (train/ and heldout/)")
-    parser.add_argument("--out", type=Path, help="checkpoint and metrics folder (default runs/editor-<kind>)")
-    parser.add_argument("--minutes", type=float, default=EditorTrainConfig.minutes, help="wall-clock budget, in total")
-    parser.add_argument("--max-steps", type=int, default=EditorTrainConfig.max_steps)
-    parser.add_argument("--batch-size", type=int, default=EditorTrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=EditorTrainConfig.lr)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", type=Path, help="write the trained editor (safetensors) here at the end")
-    parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
+    run_arguments(parser, EditorTrainConfig, None, "editor")
     parser.add_argument("--init", type=Path, help="start from this exported editor (e.g. the shipped weights) "
                         "when --out has no checkpoint")
     args = parser.parse_args()

@@ -40,7 +40,7 @@ from photoshield.models import load
 from photoshield.models.registry import safetensors_metadata
 from photoshield.watermark.model import WatermarkConfig, WatermarkModel, add_residual
 from photoshield.watermark.readout import resampled_patterns
-from training.loop import LoopSettings, PhotoCrops, StepResult, TrainingRun, heldout_crops, psnr
+from training.loop import LoopSettings, PhotoCrops, StepResult, TrainingRun, heldout_crops, psnr, run_arguments
 from training.whiten_watermark import whiten_from_photos
 
 __all__ = ["NoiseLayers", "PhotoCrops", "TrainConfig", "initial_weights", "psnr", "train"]
@@ -264,27 +264,17 @@ def train(photos: str | Path, out: str | Path, config: TrainConfig | None = None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the photoshield watermark embedder and decoder.")
-    parser.add_argument("--photos", type=Path, default=Path("runs/watermark/photos"),
-                        help="folder written by tools/fetch_training_photos.py (train/ and heldout/)")
-    parser.add_argument("--out", type=Path, default=Path("runs/watermark"), help="checkpoint and metrics folder")
-    parser.add_argument("--minutes", type=float, default=TrainConfig.minutes, help="wall-clock budget, in total")
-    parser.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    run_arguments(parser, TrainConfig, Path("runs/watermark"), "model")
     parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps,
                         help="steps with mild noise only, at the start")
     parser.add_argument("--rms-start", type=float, default=TrainConfig.rms_start,
                         help="residual RMS at the start, annealed to the model's budget")
     parser.add_argument("--rms-anneal-steps", type=int, default=TrainConfig.rms_anneal_steps)
     parser.add_argument("--rms-final", type=float, help="the shipped residual RMS (default: the model config's, 0.008)")
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", type=Path, help="write the trained model (safetensors) here at the end")
     parser.add_argument("--init", type=Path, help="start a new run from this exported model (tensors of the same "
                         "name and shape are kept), e.g. photoshield/assets/weights/watermark_diffmark.safetensors")
     parser.add_argument("--message-skip-size", type=int, help="side of the message pattern (new runs; default 32)")
     parser.add_argument("--decoder-linear-size", type=int, help="side of the decoder's linear read-out (new runs; default 32)")
-    parser.add_argument("--export-only", action="store_true", help="export the checkpoint in --out without training")
     parser.add_argument("--whiten", action="store_true", help="whiten the decoder's read-out (64 px) before exporting "
                         "(training.whiten_watermark with its defaults: the shipped model's last step, ~20 min)")
     args = parser.parse_args()
