@@ -14,6 +14,7 @@ and real dlib (never in any ensemble) judging the full ensemble's protection. PS
 over the photo and over the detected face boxes, where the eye looks. Usage::
 
     python benchmarks/bench_facial_protection.py [--epsilons 4 8 12] [--limit 8] [--preset standard]
+    python benchmarks/bench_facial_protection.py --tables-only   # re-print the tables of the last results file
 
 Prints markdown tables and writes benchmarks/results/facial_protection.json (stamped).
 """
@@ -111,9 +112,11 @@ def tables(records: list[dict[str, Any]], judge_names: list[str]) -> str:
             scores = [r[f"png:{judge}"][0] for r in chosen if np.isfinite(r[f"png:{judge}"][0])]
             cells.append(f"{np.mean(scores):.3f}" if scores else "n/a")
             lines.append("| " + " | ".join(cells) + " |")
-        loo = [r[f"{v}:{r['excluded'][0]}"][1] for r in rows if r["excluded"] for v in VARIANTS if f"{v}:{r['excluded'][0]}" in r]
-        loo_png = [r[f"png:{r['excluded'][0]}"][1] for r in rows if r["excluded"] and f"png:{r['excluded'][0]}" in r]
-        lines.append(f"| {epsilon:g} | **leave-one-out mean** | | {100 * np.mean(loo_png):.0f} % (png) | | | all variants {100 * np.mean(loo):.0f} % |")
+        cells = [f"{epsilon:g}", "**leave-one-out mean**", ""]
+        for variant in VARIANTS:
+            hits = [r[f"{variant}:{r['excluded'][0]}"][1] for r in rows if r["excluded"] and f"{variant}:{r['excluded'][0]}" in r]
+            cells.append(f"**{100 * np.mean(hits):.0f} %**")
+        lines.append("| " + " | ".join(cells + [""]) + " |")
     lines += ["", "White-box (the full ensemble judged by its own members) and quality:", "",
               "| eps/255 | " + " | ".join(f"{m} protected (png / jpeg75)" for m in DEFAULT_ENSEMBLE)
               + " | PSNR dB | SSIM | face PSNR dB | face SSIM | s/photo (full) |",
@@ -139,7 +142,17 @@ def main() -> None:
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "facial_protection.json")
+    parser.add_argument("--tables-only", action="store_true", help="rebuild the tables of --output from its records")
     args = parser.parse_args()
+    if args.tables_only:
+        result = json.loads(args.output.read_text())
+        judge_names = sorted({key.split(":")[1] for record in result["records"] for key in record if ":" in key})
+        result["tables"] = tables(result["records"], judge_names)
+        temporary = args.output.with_suffix(".tmp")
+        temporary.write_text(json.dumps(result, indent=1))
+        temporary.replace(args.output)
+        print(result["tables"])
+        return
     names = data.samples("faces")[: args.limit]
     options = {} if args.steps is None else {"steps": args.steps}
     print(f"{len(names)} photos: {', '.join(names)}; preset {args.preset}; torch {torch.get_num_threads()} threads\n")
