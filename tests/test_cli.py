@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from photoshield.cli import main, parse_extra_params
@@ -307,14 +306,10 @@ def test_watermark_embed_checks_message_and_output_before_any_work(tmp_path, cap
 
 @pytest.fixture(scope="module")
 def tiny_watermark(tmp_path_factory):
-    from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+    from photoshield.testing import tiny_watermark as build
 
-    torch.manual_seed(0)
-    model = WatermarkModel(WatermarkConfig(size=32, block_out_channels=(8, 16), cross_attention_dim=16,
-                                           attention_head_dim=4, norm_num_groups=4, decoder_channels=(8, 16),
-                                           sampling_steps=2)).eval()
     path = tmp_path_factory.mktemp("wm") / "tiny.safetensors"
-    model.save(path)
+    build().save(path)
     return path
 
 

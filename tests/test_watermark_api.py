@@ -11,15 +11,13 @@ from photoshield.io import read_image, write_image
 from photoshield.models import registry
 from photoshield.watermark import VerifyResult, embed, load, verify
 from photoshield.watermark import payload as P
-from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+from photoshield.testing import tiny_watermark
+from photoshield.watermark.model import WatermarkModel
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    model = WatermarkModel(WatermarkConfig(size=32, block_out_channels=(8, 16), cross_attention_dim=16,
-                                           attention_head_dim=4, norm_num_groups=4, decoder_channels=(8, 16),
-                                           sampling_steps=2)).eval()
+    model = tiny_watermark()
     path = tmp_path_factory.mktemp("wm") / "tiny.safetensors"
     model.save(path)
     return model, path

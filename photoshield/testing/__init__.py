@@ -4,5 +4,6 @@ For tests, examples and demos; production code (everything else in ``photoshield
 """
 
 from photoshield.testing.diffusion import tiny_components, tiny_editor
+from photoshield.testing.watermark import tiny_watermark
 
-__all__ = ["tiny_components", "tiny_editor"]
+__all__ = ["tiny_components", "tiny_editor", "tiny_watermark"]
