@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from photoshield.errors import PhotoshieldError
-from photoshield.image import check_image
+from ..errors import PhotoshieldError
+from ..image import check_image
 
 __all__ = ["BASELINES", "DwtDct", "DwtDctSvd", "InvisibleWatermark", "RivaGan", "baseline", "names", "padded_size"]
 

@@ -49,8 +49,10 @@ __all__ = [
     "WatermarkEmbedder",
     "WatermarkModel",
     "add_residual",
+    "hold_psnr",
     "load_watermark_model",
     "perceptual_mask",
+    "strength_for_psnr",
 ]
 
 REGISTRY_NAME = "watermark-diffmark"
@@ -139,6 +141,35 @@ def add_residual(images: torch.Tensor, residual: torch.Tensor, strength: float =
     """Full-size marked images: the residual made at ``size`` resized to the photo, masked, scaled, added."""
     residual = resize_to(residual, tuple(images.shape[-2:]))
     return (images + strength * perceptual_mask(images) * residual).clamp(0, 1)
+
+
+def _mse(images: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    return (other - images).pow(2).flatten(1).mean(1).view(-1, 1, 1, 1)
+
+
+def strength_for_psnr(images: torch.Tensor, residual: torch.Tensor, psnr: float) -> torch.Tensor:
+    """Per-photo strength (B, 1, 1, 1) at which ``add_residual`` gives ``psnr`` dB (the error grows as strength^2)."""
+    target = 10 ** (-psnr / 10)
+    strength = (target / _mse(images, add_residual(images, residual, 1.0)).clamp_min(1e-12)).sqrt()
+    for _ in range(3):  # clipping at 0 and 1 makes it a little less than quadratic: correct it
+        strength = strength * (target / _mse(images, add_residual(images, residual, strength)).clamp_min(1e-12)).sqrt()
+    return strength
+
+
+def hold_psnr(images: torch.Tensor, marked: torch.Tensor, psnr: float) -> torch.Tensor:
+    """``marked`` with its change shrunk where needed so that each photo's 8-bit copy has at least ``psnr`` dB.
+
+    Example: ``hold_psnr(x, x + 0.05, 40.0)`` moves every pixel by about 0.01 instead.
+    """
+    target = 10 ** (-psnr / 10)
+    out = marked
+    for _ in range(4):
+        error = _mse(images, (out * 255).round() / 255)
+        if bool((error <= target).all()):
+            break
+        scale = torch.where(error > target, (target / error).sqrt() * 0.995, torch.ones_like(error))
+        out = (images + (out - images) * scale).clamp(0, 1)
+    return out
 
 
 class WatermarkEmbedder(nn.Module):
@@ -305,11 +336,13 @@ class WatermarkModel(nn.Module):
 
     def embed(self, images: torch.Tensor, bits: torch.Tensor, strength: float = 1.0, steps: int | None = None,
               generator: torch.Generator | None = None, refine_steps: int = 0,
-              refine_through: Sequence[Callable[[torch.Tensor], torch.Tensor]] = ()) -> torch.Tensor:
+              refine_through: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+              psnr: float | None = None) -> torch.Tensor:
         """Watermarked copies of ``images`` (B, 3, H, W) at their own size: cover + strength * mask * residual.
 
         ``refine_steps`` > 0 adapts the sampled residual to this photo and this decoder (``refine``;
-        ``refine_through``: attacks it must also survive).
+        ``refine_through``: attacks it must also survive). ``psnr`` (dB) replaces ``strength`` by the
+        strength that gives each photo that PSNR once written to 8 bits (at least that, never less).
         """
         check_image(images)
         if bits.ndim == 1:
@@ -319,10 +352,13 @@ class WatermarkModel(nn.Module):
         if not math.isfinite(strength) or strength < 0:
             raise PhotoshieldError(f"watermark strength must be a finite number >= 0, got {strength}")
         residual = self.residual(images, bits, steps, generator)
-        if refine_steps > 0 and strength > 0:
+        if psnr is not None:
+            strength = strength_for_psnr(images, residual, psnr + 0.1)  # 0.1 dB for the 8-bit rounding
+        if refine_steps > 0 and bool((torch.as_tensor(strength) > 0).any()):
             with torch.enable_grad():
                 residual = self.refine(images, residual, bits, strength, refine_steps, through=refine_through)
-        return add_residual(images, residual, strength)
+        marked = add_residual(images, residual, strength)
+        return marked if psnr is None else hold_psnr(images, marked, psnr)
 
     def refine(self, images: torch.Tensor, residual: torch.Tensor, bits: torch.Tensor, strength: float = 1.0,
                steps: int = 60, margin: float = 0.2, reach: float = 4.0, work_side: int = 256,

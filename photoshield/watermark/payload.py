@@ -45,6 +45,7 @@ __all__ = [
     "get_schema",
     "keystream",
     "match",
+    "match_any",
     "rival_codewords",
     "threshold",
 ]
@@ -60,11 +61,31 @@ _LENGTH_BITS = 4
 
 
 class PayloadError(PhotoshieldError, ValueError):
-    """A message, key, bit vector or false-positive rate that the payload schema cannot use."""
+    """A message, key, bit vector or false-positive rate that the payload schema cannot use.
+
+    Also a ``ValueError``.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import watermark
+        >>> watermark.verify(torch.rand(1, 3, 32, 32), key="my secret", fpr=2)
+        Traceback (most recent call last):
+            ...
+        photoshield.watermark.payload.PayloadError: the false-positive rate must be in (0, 1), got 2.0
+    """
 
 
 class MessageTooLongError(PayloadError):
-    """The message does not fit the schema; the message says how much does."""
+    """The message does not fit the schema; the message says how much does.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import watermark
+        >>> watermark.embed(torch.rand(1, 3, 32, 32), "a message far too long", key="my secret")
+        Traceback (most recent call last):
+            ...
+        photoshield.watermark.payload.MessageTooLongError: message 'a message far too long' has 22 characters; at most 9 ASCII characters fit ...
+    """
 
 
 @dataclass(frozen=True)
@@ -440,3 +461,27 @@ def match(bits: torch.Tensor | np.ndarray | Sequence[float], message: Message | 
     errors = int((hard != decoded.codeword.numpy().astype(np.uint8)).sum())
     p = search_p_value(errors, schema)
     return Match(decoded.message, 1.0 - errors / schema.n_bits, p, p <= fpr, errors)
+
+
+def match_any(bits: torch.Tensor | np.ndarray | Sequence[float], keys: Sequence[str | bytes | None],
+              message: Message | None = None, fpr: float = DEFAULT_FPR, schema: Schema | None = None,
+              tests: int | None = None) -> Match:
+    """``match`` under each of several keys, judged together: the best match, its p-value times ``tests``.
+
+    ``tests`` (default ``len(keys)``) is how many (key, read) pairs the caller tried in all: a union bound,
+    so the false-positive rate stays ``fpr`` whichever key fits best. Used for marks bound to the photo's
+    content (``watermark.binding``), where the verifier tries each candidate tag's key. Example::
+
+        match_any(torch.sigmoid(logits), [b"k\\x00a", b"k\\x00b"], message="ID-1")
+    """
+    if not keys:
+        raise PayloadError("match_any needs at least one key")
+    fpr = _check_fpr(fpr)
+    tests = len(keys) if tests is None else int(tests)
+    results = [match(bits, message=message, key=key, fpr=min(fpr / tests, 0.5), schema=schema) for key in keys]
+    best = min(results, key=lambda found: found.p_value)
+    p_value = min(1.0, best.p_value * tests)
+    rival = next((found for found in results if found.other_message is not None), None)
+    if p_value > fpr and rival is not None:  # not confirmed, and under one key another message fits better
+        return rival
+    return Match(best.message, best.bit_accuracy, p_value, p_value <= fpr, best.errors, best.other_message)

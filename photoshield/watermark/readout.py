@@ -52,7 +52,7 @@ def feature_statistics(model: WatermarkModel, crops: Iterable[torch.Tensor],
                        autoencoder: Callable[[torch.Tensor], torch.Tensor] | None = None, error_every: int = 3,
                        progress: bool = True) -> FeatureStatistics:
     """Accumulate :class:`FeatureStatistics` over batches of crops; the autoencoder runs on every ``error_every``-th batch."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     decoder = model.decoder
     if decoder.linear is None:

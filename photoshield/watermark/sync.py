@@ -30,7 +30,7 @@ from ..image import resize_to, working_size
 
 __all__ = ["Geometry", "RealignedCrop", "SearchResult", "n_hypotheses", "realigned_crops", "search_logits"]
 
-Score = Callable[[torch.Tensor], torch.Tensor]
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, canvases) -> (B,) higher is better
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,13 @@ class Geometry:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The best candidate's logits (1, n_bits), its geometry, and the size of the grid it was chosen from."""
+    """The best candidate's logits (1, n_bits), its geometry, the size of the grid it was chosen from, and the
+    canvas (1, 3, size, size) the decoder read there (the copy put back where it came from)."""
 
     logits: torch.Tensor
     geometry: Geometry
     n_hypotheses: int
+    canvas: torch.Tensor
 
 
 def _min_side(size: int, min_area: float) -> int:
@@ -89,8 +91,9 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
                   keep: int = 4, batch: int = 256) -> SearchResult:
     """The logits of the geometry (on the fine grid) whose decode ``score`` rates highest, for one image.
 
-    ``decoder``: images -> (B, n_bits) logits; ``score``: logits (B, n_bits) -> (B,) higher is better
-    (e.g. how many bits match the expected codeword). ``image`` is (1, 3, H, W).
+    ``decoder``: images -> (B, n_bits) logits; ``score``: (logits (B, n_bits), canvases (B, 3, size, size))
+    -> (B,) higher is better (e.g. how many bits match the codeword expected for that canvas). ``image`` is
+    (1, 3, H, W).
     """
     if image.shape[0] != 1:
         raise ValueError("search_logits takes one image at a time")
@@ -116,8 +119,9 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
         todo = [g for g in dict.fromkeys(candidates) if g not in seen]
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
-            logits = decoder(torch.cat([canvas(g) for g in chunk]))
-            for geometry, row, value in zip(chunk, logits, score(logits).tolist()):
+            canvases = torch.cat([canvas(g) for g in chunk])
+            logits = decoder(canvases)
+            for geometry, row, value in zip(chunk, logits, score(logits, canvases).tolist()):
                 seen[geometry] = (value, row[None])
 
     def valid(geometry: Geometry) -> bool:
@@ -149,7 +153,7 @@ def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.
         if max(seen[g][0] for g in frontier) <= before:
             break
     best = max(seen, key=lambda g: seen[g][0])
-    return SearchResult(seen[best][1], best, n_hypotheses(size, min_area, max_degrees))
+    return SearchResult(seen[best][1], best, n_hypotheses(size, min_area, max_degrees), canvas(best))
 
 
 class RealignedCrop:
