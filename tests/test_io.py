@@ -17,6 +17,8 @@ from PIL.TiffImagePlugin import IFDRational
 
 import photoshield.io as pio
 from photoshield.errors import ImageError
+from photoshield.io import limits, sniff
+from photoshield.io.containers import jxl_size
 from photoshield.io import (
     SUPPORTED_READ_EXTENSIONS,
     SUPPORTED_READ_FORMATS,
@@ -136,7 +138,7 @@ def test_jpeg_xl_written_by_imagecodecs_is_read(tmp_path):
 def test_jpeg_xl_header_size_matches_decoded_size(size):
     width, height = size
     codestream = bytes(imagecodecs.jpegxl_encode(np.zeros((height, width), np.uint8), lossless=True))
-    assert pio._jxl_size(codestream) == (width, height)
+    assert jxl_size(codestream) == (width, height)
 
 
 def test_format_is_detected_from_content_not_extension(tmp_path):
@@ -492,7 +494,7 @@ def test_pixel_limit_for_imagecodecs_formats(tmp_path, fmt):
 
 
 def test_avif_without_pillow_support_uses_imagecodecs(tmp_path, monkeypatch):
-    monkeypatch.setattr(pio, "_PIL_AVIF", False)
+    monkeypatch.setattr(sniff, "PIL_AVIF", False)
     path = tmp_path / "photo.avif"
     path.write_bytes(imagecodecs.avif_encode(_smooth(), 100))  # level 100: lossless
     assert torch.equal(read_image(path), _tensor(_smooth()))
@@ -556,7 +558,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path, mon
     def failing_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pio.os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(ImageError, match="No space left") as caught:
         write_image(_tensor(_smooth(seed=9)), target)
     assert isinstance(caught.value.__cause__, OSError)
@@ -824,7 +826,7 @@ def test_plausibility_ratio_is_a_setting(tmp_path, monkeypatch):
     Image.new("RGB", (300, 200), (30, 60, 90)).save(path)
     assert 300 * 200 / path.stat().st_size > pio.DEFAULT_MAX_PIXELS_PER_BYTE
     assert read_image(path).shape == (1, 3, 200, 300)  # small images are never judged by their size
-    monkeypatch.setattr(pio, "PLAUSIBLE_PIXELS_ANY_SIZE", 10_000)
+    monkeypatch.setattr(limits, "PLAUSIBLE_PIXELS_ANY_SIZE", 10_000)
     _assert_image_error(path, ["pixels per byte", "max_pixels_per_byte=None"])
     assert read_image(path, max_pixels_per_byte=None).shape == (1, 3, 200, 300)
     assert read_image(path, max_pixels_per_byte=1e6).shape == (1, 3, 200, 300)
@@ -835,7 +837,7 @@ def test_plausibility_ratio_from_the_environment(monkeypatch, text, expected):
     monkeypatch.setenv("PHOTOSHIELD_MAX_PIXELS_PER_BYTE", text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert pio._ratio_from_environment(64.0) == expected
+        assert limits.ratio_from_environment(64.0) == expected
 
 
 def test_genuine_large_flat_photo_reads(tmp_path):

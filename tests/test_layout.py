@@ -36,3 +36,20 @@ def test_every_library_module_imports_without_accelerate_or_training():
 
 def test_the_registry_finds_the_watermark_checkpoint_without_importing_watermark_first():
     assert _python(FRESH_REGISTRY) == "watermark-diffmark"
+
+
+def _absolute_imports_of_the_package(path: Path) -> list[str]:
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "photoshield":
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "photoshield" for alias in node.names):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: import {node.names[0].name}")
+    return found
+
+
+def test_modules_of_the_library_import_each_other_relatively():
+    found = [line for path in sorted((REPO / "photoshield").rglob("*.py")) for line in _absolute_imports_of_the_package(path)]
+    assert not found, "use relative imports inside photoshield/:\n" + "\n".join(found)

@@ -1,6 +1,6 @@
 """Train the small diffusion editors (``editor-kontext-small``, ``editor-unet-small``) on CPU or GPU.
 
-Both learn colour-grading edits (:mod:`photoshield.models.edits`) of random 128 px crops of the real
+Both learn colour-grading edits (:mod:`photoshield.models.diffusion.edits`) of random 128 px crops of the real
 photos that ``tools/fetch_training_photos.py`` fetched, in the latent space of the frozen
 ``autoencoder-small``, with the accelerate loop, crops, checkpoints and metrics log every trainer
 shares (:mod:`training.loop`):
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from photoshield.errors import PhotoshieldError
 from photoshield.image import quantize
-from photoshield.models.editors import (
+from photoshield.models.diffusion.small_editors import (
     KONTEXT_EDIT,
     KONTEXT_PROMPT,
     new_networks,
@@ -49,7 +49,7 @@ from photoshield.models.editors import (
     load_networks,
     save_editor,
 )
-from photoshield.models.edits import EDIT_PROMPTS, apply_edit, edit_names
+from photoshield.models.diffusion.edits import EDIT_PROMPTS, apply_edit, edit_names
 from training.loop import (
     LoopSettings,
     PhotoCrops,
@@ -69,7 +69,7 @@ KINDS = {"kontext": "flux-kontext", "unet": "sd-img2img", "flux-kontext": "flux-
 
 @dataclass
 class EditorTrainConfig:
-    """How long and how hard to train (the networks' sizes are in ``photoshield.models.editors``)."""
+    """How long and how hard to train (the networks' sizes are in ``photoshield.models.diffusion.small_editors``)."""
 
     size: int = 128
     batch_size: int = 8

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from photoshield.attacks import AttackError, get
+from photoshield.attacks import get
 from photoshield.image import quantize, resize_to
 from photoshield.models import load
 from photoshield.models.registry import safetensors_metadata
@@ -97,7 +97,7 @@ class NoiseLayers:
             kind = self.rng.choice(["brightness", "contrast", "saturation", "hue"])
             params = {"brightness": {"delta": r(-0.25, 0.25)}, "contrast": {"factor": r(0.6, 1.5)},
                       "saturation": {"factor": r(0.5, 1.5)}, "hue": {"degrees": r(-15, 15)}}[kind]
-            out = _apply_or_strength(kind, params, images, self.rng)
+            out = get(kind, **params)(images)
             name = kind
         elif name == "autoencoder":
             out = self.autoencoder(images) if self.autoencoder is not None else images
@@ -106,14 +106,6 @@ class NoiseLayers:
         else:  # pragma: no cover - names() and this table are kept together
             raise AssertionError(name)
         return out, name
-
-
-def _apply_or_strength(kind: str, params: dict, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
-    """Call a colour attack with explicit parameters, or by strength when its parameter names differ."""
-    try:
-        return get(kind, **params)(images)
-    except AttackError:
-        return get(kind, strength=rng.uniform(0.1, 0.6))(images)
 
 
 # --------------------------------------------------------------------------- training

@@ -15,7 +15,6 @@ module import time.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
@@ -40,19 +39,52 @@ __all__ = [
 
 
 class AttackError(PhotoshieldError, ValueError):
-    """An unknown attack name or a bad attack parameter; the message lists what is valid."""
+    """An unknown attack name or a bad attack parameter; the message lists what is valid.
+
+    Also a ``ValueError``.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> attacks.get("jpg")
+        Traceback (most recent call last):
+            ...
+        photoshield.attacks.base.AttackError: unknown attack 'jpg'; available: avif, bilateral, blur, ...
+    """
 
 
 _REGISTRY: dict[str, type["Attack"]] = {}
 _ALIASES: dict[str, str] = {}
-# Modules that register attacks; imported on first lookup. Modules not written yet are skipped,
-# but a module that exists and fails to import raises (no silent gaps in an evaluation).
+# Modules that register attacks; imported on first lookup. One that fails to import raises, on every
+# lookup (no silent gaps in an evaluation).
 _PROVIDERS = ("codecs", "distortions", "regeneration", "deepfake", "purify")
 _loaded = False
 
 
 def register(name: str, *aliases: str) -> Callable[[type["Attack"]], type["Attack"]]:
-    """Class decorator: make an ``Attack`` subclass available as ``get(name)`` (and under ``aliases``)."""
+    """Class decorator: make an ``Attack`` subclass available as ``get(name)`` (and under ``aliases``).
+
+    Args:
+        name: the canonical name, used by ``describe()`` and listed by :func:`names`.
+        *aliases: other names that :func:`get` and :func:`parse` accept.
+
+    Returns:
+        The decorator; it sets the class's ``name`` and returns the class.
+
+    Raises:
+        AttackError: a name is already taken by another class.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> @attacks.register("invert", "negative")
+        ... class Invert(attacks.Attack):
+        ...     '''Photographic negative.'''
+        ...     differentiable = True
+        ...     def apply(self, images, generator):
+        ...         return 1 - images
+        >>> attacks.get("negative")(torch.zeros(1, 3, 2, 2)).unique()
+        tensor([1.])
+    """
 
     def decorate(cls: type[Attack]) -> type[Attack]:
         for key in (name, *aliases):
@@ -72,21 +104,47 @@ def _load_providers() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in _PROVIDERS:
-        full = f"{__package__}.{module}"
-        if importlib.util.find_spec(full) is not None:
-            importlib.import_module(full)
+    _loaded = True  # set first: a lookup made while a provider imports does not start over
+    try:
+        for module in _PROVIDERS:
+            importlib.import_module(f"{__package__}.{module}")
+    except BaseException:
+        _loaded = False
+        raise
 
 
 def names() -> list[str]:
-    """Sorted canonical names of every registered attack."""
+    """Sorted canonical names of every registered attack.
+
+    Returns:
+        The names (aliases left out), the built-in attacks' modules imported first.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> {"jpeg", "crop", "diffpure", "faceswap"} <= set(attacks.names())
+        True
+    """
     _load_providers()
     return sorted(_REGISTRY)
 
 
 def attack_class(name: str) -> type["Attack"]:
-    """The class registered under ``name`` (or one of its aliases)."""
+    """The class registered under ``name`` (or one of its aliases).
+
+    Args:
+        name: a canonical name or an alias, in any case.
+
+    Returns:
+        The registered :class:`Attack` subclass (not an instance).
+
+    Raises:
+        AttackError: no attack has that name; the message lists them.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> attacks.attack_class("JXL").__name__, attacks.attack_class("jxl").strength_range
+        ('JPEGXL', {'quality': (90, 10)})
+    """
     key = name.strip().lower()
     if key not in _REGISTRY and key not in _ALIASES:
         _load_providers()
@@ -100,6 +158,24 @@ def get(name: str, **params: Any) -> "Attack":
     """Build an attack by name; ``params`` are its keyword arguments (numbers or CLI strings).
 
     A name containing ``:`` or ``+`` is parsed as a spec (see ``parse``).
+
+    Args:
+        name: a registered name or alias, or a spec string.
+        **params: the attack's parameters, ``strength`` and ``seed``; ``-`` in a key reads as ``_``.
+
+    Returns:
+        A configured :class:`Attack`.
+
+    Raises:
+        AttackError: unknown name, unknown parameter or a value out of its bounds.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> attacks.get("jpeg", quality=50).describe(), attacks.get("crop", strength=1.0).describe()
+        ('jpeg:quality=50', 'crop:area=0.5')
+        >>> attacks.get("blur", sigma="2")(torch.rand(2, 3, 16, 16)).shape  # CLI strings are converted
+        torch.Size([2, 3, 16, 16])
     """
     params = {key.replace("-", "_"): value for key, value in params.items()}
     if ":" in name or "+" in name:
@@ -112,6 +188,25 @@ def parse(spec: str, **extra: Any) -> "Attack":
 
     ``extra`` keyword arguments (e.g. ``strength`` or ``seed``) go to every part; parameters
     written in the spec win over ``strength``.
+
+    Args:
+        spec: ``name:key=value,...``, several joined by ``+`` (a :class:`Compose`); what
+            ``Attack.describe()`` writes.
+        **extra: keyword arguments for every part.
+
+    Returns:
+        The attack, or a :class:`Compose` of the parts.
+
+    Raises:
+        AttackError: an empty spec, a part without ``=``, or what :func:`get` refuses.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> attack = attacks.parse("crop:area=0.75+jpeg", strength=0.5)
+        >>> type(attack).__name__, attack.describe()
+        ('Compose', 'crop:area=0.75+jpeg:quality=50')
+        >>> attacks.parse(attack.describe()).describe() == attack.describe()  # the round trip
+        True
     """
     parts = [part.strip() for part in spec.split("+") if part.strip()]
     if not parts:
@@ -192,6 +287,40 @@ class Attack(nn.Module):
 
     The output keeps the input's shape, dtype and device and lies in [0, 1]. Randomised
     attacks are repeatable: pass a ``torch.Generator`` or build them with ``seed=``.
+
+    Args:
+        strength: one knob s in [0, 1] that sets the parameters of ``strength_range``; numbers or
+            CLI strings. None keeps the defaults.
+        seed: seeds a randomised attack's generator on every call (None: the global RNG).
+        **params: the subclass's parameters (``defaults``), numbers or CLI strings converted to the
+            default's type; they win over ``strength``.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: (B, 3, H, W), the same dtype and device, in [0, 1]
+
+    Raises:
+        AttackError: an unknown parameter, or a value outside ``bounds`` / ``choices``.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> @attacks.register("posterize")
+        ... class Posterize(attacks.Attack):
+        ...     '''Round each channel to ``levels`` grey levels.'''
+        ...     defaults = {"levels": 8}
+        ...     strength_range = {"levels": (256, 2)}
+        ...     bounds = {"levels": (2, 256)}
+        ...     def apply(self, images, generator):
+        ...         top = self.params["levels"] - 1
+        ...         return (images * top).round() / top
+        >>> posterize = attacks.get("posterize", strength=1.0)
+        >>> posterize.describe(), posterize(torch.rand(1, 3, 8, 8)).unique().tolist()
+        ('posterize:levels=2', [0.0, 1.0])
+        >>> attacks.get("posterize", levels=300)
+        Traceback (most recent call last):
+            ...
+        photoshield.attacks.base.AttackError: posterize: levels must be in [2, 256], got 300
     """
 
     name: ClassVar[str] = ""
@@ -278,6 +407,23 @@ class Compose(Attack):
     (``"crop:area=0.75+jpeg:quality=75"``). ``strength`` reaches every part built from a
     string (parameters written in a part's spec win). ``seed`` goes to every part that has
     none, so ``describe()`` round-trips; a generator passed at call time is shared by all parts.
+    Registered as ``combo`` (alias ``compose``); differentiable when every part is.
+
+    Args:
+        attacks: the parts: attacks, specs, or one ``+``-joined spec.
+        strength: given to every part built from a string.
+        seed: given to every part without a seed of its own.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> combo = attacks.Compose(["crop:area=0.75", attacks.JPEG(quality=75)])
+        >>> combo.describe(), combo(torch.rand(2, 3, 32, 32)).shape
+        ('crop:area=0.75+jpeg:quality=75', torch.Size([2, 3, 32, 32]))
     """
 
     defaults = {"attacks": ""}

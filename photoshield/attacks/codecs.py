@@ -57,10 +57,27 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
 @register("jpeg")
 class JPEG(_Codec):
-    """Baseline JPEG (libjpeg) round trip.
+    """Baseline JPEG (libjpeg) round trip, as when a photo is saved as JPEG and read back.
 
-    Parameters: ``quality`` 1-100 (default 75), ``subsampling`` "420" (default, what cameras and
-    most web tools write), "422" or "444". ``strength`` s maps quality linearly 90 -> 10.
+    Keyword Args:
+        quality (int): 1-100 (default 75); ``strength`` s maps it linearly 90 -> 10.
+        subsampling (str): chroma subsampling: "420" (default, what cameras and most web tools write),
+            "422" or "444".
+        straight_through (bool): pass gradients through unchanged (default false; BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1] (on the 8-bit grid)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> jpeg = attacks.JPEG(quality=50)
+        >>> jpeg.describe(), jpeg(torch.rand(2, 3, 32, 32)).shape
+        ('jpeg:quality=50', torch.Size([2, 3, 32, 32]))
+        >>> attacks.JPEG(strength=0.5).params["quality"]
+        50
     """
 
     defaults = {"quality": 75, "subsampling": "420", "straight_through": False}
@@ -75,7 +92,24 @@ class JPEG(_Codec):
 
 @register("webp")
 class WebP(_Codec):
-    """Lossy WebP (libwebp) round trip. ``quality`` 1-100 (default 75); ``strength`` maps it 90 -> 10."""
+    """Lossy WebP (libwebp) round trip.
+
+    Keyword Args:
+        quality (int): 1-100 (default 75); ``strength`` maps it 90 -> 10.
+        straight_through (bool): pass gradients through unchanged (default false; BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1] (on the 8-bit grid)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> webp = attacks.WebP(strength=1.0)
+        >>> webp.describe(), webp(torch.rand(1, 3, 32, 32)).shape
+        ('webp:quality=10', torch.Size([1, 3, 32, 32]))
+    """
 
     def encode(self, image: np.ndarray) -> bytes:
         return imagecodecs.webp_encode(image, level=self.params["quality"], lossless=False)
@@ -86,10 +120,25 @@ class WebP(_Codec):
 
 @register("avif")
 class AVIF(_Codec):
-    """AVIF (libavif/AV1) round trip. ``quality`` 1-100 (default 75); ``strength`` maps it 90 -> 10.
+    """AVIF (libavif/AV1) round trip.
 
-    ``speed`` 0-10 (default 8): AV1 encoder effort; the library default (slowest) can take tens
-    of seconds per 512 px image and barely changes the pixels at the same quality.
+    Keyword Args:
+        quality (int): 1-100 (default 75); ``strength`` maps it 90 -> 10.
+        speed (int): 0-10 (default 8): AV1 encoder effort; the library default (slowest) can take tens
+            of seconds per 512 px image and barely changes the pixels at the same quality.
+        straight_through (bool): pass gradients through unchanged (default false; BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1] (on the 8-bit grid)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> avif = attacks.AVIF(quality=40)
+        >>> avif.describe(), avif(torch.rand(1, 3, 32, 32)).shape
+        ('avif:quality=40', torch.Size([1, 3, 32, 32]))
     """
 
     defaults = {"quality": 75, "speed": 8, "straight_through": False}
@@ -104,8 +153,24 @@ class AVIF(_Codec):
 
 @register("jpegxl", "jxl")
 class JPEGXL(_Codec):
-    """JPEG XL (libjxl) round trip. ``quality`` 1-100 (default 75; 90 is libjxl distance 1.0);
-    ``strength`` maps it 90 -> 10."""
+    """JPEG XL (libjxl) round trip. Registered as ``jpegxl`` (alias ``jxl``).
+
+    Keyword Args:
+        quality (int): 1-100 (default 75; 90 is libjxl distance 1.0); ``strength`` maps it 90 -> 10.
+        straight_through (bool): pass gradients through unchanged (default false; BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1] (on the 8-bit grid)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> jxl = attacks.get("jxl", quality=60)
+        >>> jxl.describe(), jxl(torch.rand(1, 3, 32, 32)).shape
+        ('jpegxl:quality=60', torch.Size([1, 3, 32, 32]))
+    """
 
     def encode(self, image: np.ndarray) -> bytes:
         return imagecodecs.jpegxl_encode(image, level=self.params["quality"])
@@ -118,9 +183,25 @@ class JPEGXL(_Codec):
 class DiffJPEG(Attack):
     """Differentiable JPEG (kornia ``jpeg_codec_differentiable``, Reich et al. 2024), 4:2:0 chroma.
 
-    ``quality`` 1-100 as a float (default 75); ``strength`` maps it 90 -> 10. Any image size
-    (kornia pads to multiples of 16 and crops back). It models the real codec closely but not
-    exactly; use ``jpeg`` to measure, this one to optimise through.
+    Any image size (kornia pads to multiples of 16 and crops back). It models the real codec closely
+    but not exactly; use ``jpeg`` to measure, this one to optimise through. Registered as
+    ``jpeg-diff`` (alias ``diffjpeg``).
+
+    Keyword Args:
+        quality (float): 1-100 (default 75); ``strength`` maps it 90 -> 10.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]; gradients reach ``images``
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.rand(1, 3, 24, 40, requires_grad=True)
+        >>> attacks.DiffJPEG(quality=50)(images).mean().backward()
+        >>> images.grad.shape
+        torch.Size([1, 3, 24, 40])
     """
 
     defaults = {"quality": 75.0}

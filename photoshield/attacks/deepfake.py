@@ -40,7 +40,7 @@ AUTO_MIN_SOURCE = 96.0  # px: bundled source faces smaller than this are not pic
 
 def _landmarks(images: torch.Tensor, min_face: float) -> list[dict[str, torch.Tensor]]:
     """Per image: ``boxes`` (N, 4), ``scores`` (N,), ``landmarks`` (N, 68, 2) in pixels of faces >= min_face px."""
-    from photoshield.models.face import detect_faces, landmarks68
+    from ..models.face import detect_faces, landmarks68
 
     images = images.detach().float()
     found = detect_faces(images)
@@ -210,8 +210,8 @@ def _piecewise_affine(
 
 def _source_image(source: Any) -> tuple[torch.Tensor | None, str]:
     """The source photo and its name from "auto" (None: chosen per target), a sample name, a path or a tensor."""
-    from photoshield import data
-    from photoshield.image import to_tensor
+    from .. import data
+    from ..image import to_tensor
 
     if isinstance(source, torch.Tensor):
         return to_tensor(source.detach().cpu())[:1], "tensor"
@@ -221,7 +221,7 @@ def _source_image(source: Any) -> tuple[torch.Tensor | None, str]:
     if text in data.samples():
         return data.sample(text), text
     if Path(text).expanduser().is_file():
-        from photoshield.io import read_image
+        from ..io import read_image
 
         return read_image(Path(text).expanduser()), text
     raise AttackError(
@@ -241,7 +241,30 @@ class FaceSwap(Attack):
     Lab inside the face) and Poisson-blended. ``blend`` in [0, 1] (default 1) mixes the swapped face
     over the original; ``strength`` maps it 0 -> 1. ``shrink`` (default 0.03, x face size) erodes the
     face hull so the seam avoids the landmark outline. ``min_face``: faces smaller (px) are left alone.
-    Not differentiable; deterministic (the seed is accepted for a uniform interface).
+    Not differentiable; deterministic (the seed is accepted for a uniform interface). Registered as
+    ``faceswap`` (alias ``face-swap``); ``last_report["images"]`` says per image what was swapped.
+
+    Keyword Args:
+        source (str | Tensor): "auto", a sample name, an image path, or a (3, H, W) / (1, 3, H, W) tensor.
+        blend (float): in [0, 1] (default 1).
+        shape (float): in [0, 1] (default 0.5): how far the face outline moves towards the source's proportions.
+        forehead (float): in [0, 1] (default 0.3): forehead points above the brows, x chin-to-brow distance.
+        shrink (float): in [0, 0.3] (default 0.03), x face size.
+        min_face (float): smallest face side in pixels (default 40).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> from photoshield import attacks, data
+        >>> from photoshield.image import resize_to
+        >>> photo = resize_to(data.sample("obama"), (256, 205))
+        >>> swap = attacks.FaceSwap(source="biden")
+        >>> swapped = swap(photo)
+        >>> swap.last_report["images"][0]["status"], bool((swapped != photo).any())
+        ('swapped 1 face(s) with biden', True)
     """
 
     defaults = {"source": "auto", "blend": 1.0, "shape": 0.5, "forehead": 0.3, "shrink": 0.03, "min_face": 40.0}
@@ -268,8 +291,8 @@ class FaceSwap(Attack):
 
     def _auto_source(self, image: torch.Tensor, points: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
         """The bundled face photo of the person least like the target face (dlib descriptor distance)."""
-        from photoshield import data
-        from photoshield.models.face import embed_faces
+        from .. import data
+        from ..models.face import embed_faces
 
         people: dict[str, str] = {}
         for name in data.samples("faces"):
@@ -293,7 +316,7 @@ class FaceSwap(Attack):
         mask_full = torch.zeros(1, 1, height, width, device=image.device)
         shape = self.params["shape"]
         if shape > 0:  # move the destination towards the source face's proportions (in the target's pose)
-            from photoshield.models.face import similarity_transform
+            from ..models.face import similarity_transform
 
             fit = similarity_transform(source_points[None].cpu(), points[None].cpu())[0].to(points)
             aligned = source_points.to(points) @ fit[:, :2].T + fit[:, 2]
@@ -361,7 +384,33 @@ class FaceInpaint(ModelAttack):
     ``noise`` in (0, 1] (default 1: repaint from pure noise): the pipeline's strength; ``strength``
     maps it 0.3 -> 1. ``prompt`` (default "a photo of a person's face"), ``steps`` (default 30),
     ``guidance`` (default 7.5). ``paste_back`` (default true) keeps the original pixels outside the
-    (feathered) mask, as inpainting tools do, so only the face changes.
+    (feathered) mask, as inpainting tools do, so only the face changes. Randomised. Registered as
+    ``face-inpaint`` (alias ``faceinpaint``).
+
+    Keyword Args:
+        model (Editor | str): the inpainting pipeline, Editor, folder or hub id (required).
+        prompt (str): what to paint (default "a photo of a person's face").
+        noise (float): in (0, 1] (default 1).
+        steps (int): 1-1000 (default 30).
+        guidance (float): 0-50 (default 7.5).
+        grow (float): mask dilation, x face size, in [0, 1] (default 0.1).
+        paste_back (bool): keep the pixels outside the mask (default true).
+        min_face (float): smallest face side in pixels (default 24).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the edit repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> from photoshield import attacks, data
+        >>> from photoshield.image import resize_to
+        >>> from photoshield.testing import tiny_editor
+        >>> face = resize_to(data.sample("obama")[..., :256, 100:356], (64, 64))
+        >>> inpaint = attacks.FaceInpaint(model=tiny_editor("sd-inpaint"), steps=1, min_face=16, seed=0)
+        >>> inpaint(face).shape, inpaint.last_report["images"][0]["status"]
+        (torch.Size([1, 3, 64, 64]), 'repainted 1 face(s)')
     """
 
     defaults = {
@@ -430,6 +479,31 @@ class InstructEdit(ModelAttack):
     usual value is 2.5); ``strength`` maps it 1.5 -> 12. ``image_guidance`` (pix2pix only, default
     1.5): lower follows the instruction more, less the photo. ``steps`` (default 30). ``region``:
     "image" (default) edits the whole photo, "face" keeps the edit only inside the faces' masks.
+    Randomised. Registered as ``instruct-edit`` (alias ``instruct``).
+
+    Keyword Args:
+        model (Editor | str): the pipeline, Editor, folder or hub id (required).
+        kind (str): how a path is loaded: "instruct-pix2pix" (default) or "flux-kontext".
+        prompt (str): the instruction.
+        guidance (float): 0-50 (default 7.5).
+        image_guidance (float): 0-20 (default 1.5; pix2pix only).
+        steps (int): 1-1000 (default 30).
+        region (str): "image" (default) or "face".
+        grow (float): face mask dilation, x face size (default 0.1).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the edit repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> from photoshield.testing import tiny_editor
+        >>> edit = attacks.InstructEdit(model=tiny_editor("instruct-pix2pix"), prompt="make it winter", steps=2, seed=0)
+        >>> edit(torch.rand(1, 3, 32, 32)).shape, edit.last_report["kind"]
+        (torch.Size([1, 3, 32, 32]), 'instruct-pix2pix')
     """
 
     defaults = {

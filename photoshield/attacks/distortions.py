@@ -35,7 +35,19 @@ __all__ = [
 
 @register("identity", "none")
 class Identity(Attack):
-    """No change: the baseline row of an evaluation."""
+    """No change: the baseline row of an evaluation. Registered as ``identity`` (alias ``none``).
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.rand(1, 3, 8, 8)
+        >>> torch.equal(attacks.get("none")(images), images)
+        True
+    """
 
     differentiable = True
 
@@ -47,8 +59,23 @@ class Identity(Attack):
 class Resize(Attack):
     """Downscale by ``scale`` (antialiased) and upscale back to the original size.
 
-    ``scale`` in (0, 1] (default 0.5); ``strength`` maps it 1 -> 0.25. ``mode``: bilinear
-    (default), bicubic or nearest.
+    Registered as ``resize`` (alias ``scale``).
+
+    Keyword Args:
+        scale (float): in (0, 1] (default 0.5); ``strength`` maps it 1 -> 0.25.
+        mode (str): bilinear (default), bicubic or nearest.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> resize = attacks.Resize(strength=1.0)
+        >>> resize.describe(), resize(torch.rand(1, 3, 32, 48)).shape
+        ('resize:scale=0.25', torch.Size([1, 3, 32, 48]))
     """
 
     defaults = {"scale": 0.5, "mode": "bilinear"}
@@ -74,8 +101,24 @@ class Resize(Attack):
 class Crop(Attack):
     """Keep a fraction ``area`` of the image (same aspect ratio) and resize it back to full size.
 
-    ``area`` in (0, 1] (default 0.75); ``strength`` maps it 1 -> 0.5. ``position``: "center"
-    (default) or "random" (per image, from the generator).
+    Registered as ``crop`` (alias ``resized-crop``).
+
+    Keyword Args:
+        area (float): in (0, 1] (default 0.75); ``strength`` maps it 1 -> 0.5.
+        position (str): "center" (default) or "random" (per image, from the generator).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): seeds the random position.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> crop = attacks.Crop(area=0.5, position="random", seed=0)
+        >>> crop.describe(), crop(torch.rand(2, 3, 32, 32)).shape
+        ('crop:area=0.5,position=random,seed=0', torch.Size([2, 3, 32, 32]))
     """
 
     defaults = {"area": 0.75, "position": "center"}
@@ -112,7 +155,22 @@ class Crop(Attack):
 class Rotation(Attack):
     """Rotate by ``degrees`` (counter-clockwise, about the centre) keeping the size; corners turn black.
 
-    ``degrees`` in [-180, 180] (default 15); ``strength`` maps it 0 -> 45.
+    Registered as ``rotation`` (alias ``rotate``).
+
+    Keyword Args:
+        degrees (float): in [-180, 180] (default 15); ``strength`` maps it 0 -> 45.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> turned = attacks.Rotation(degrees=90)(torch.ones(1, 3, 9, 15))
+        >>> turned.shape, float(turned[0, 0, 4, 0]), float(turned[0, 0, 4, 7])  # black corners, same centre
+        (torch.Size([1, 3, 9, 15]), 0.0, 1.0)
     """
 
     defaults = {"degrees": 15.0}
@@ -131,7 +189,24 @@ class Rotation(Attack):
 class Perspective(Attack):
     """Random perspective warp: each corner moves inward by up to ``distortion`` x half the side.
 
-    ``distortion`` in [0, 1] (default 0.2); ``strength`` maps it 0 -> 0.5. Randomised per image.
+    Randomised per image.
+
+    Keyword Args:
+        distortion (float): in [0, 1] (default 0.2); ``strength`` maps it 0 -> 0.5.
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the warps repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> warp = attacks.Perspective(distortion=0.3, seed=0)
+        >>> images = torch.rand(2, 3, 32, 32)
+        >>> torch.equal(warp(images), warp(images))  # the seed repeats the warps
+        True
     """
 
     defaults = {"distortion": 0.2}
@@ -160,7 +235,24 @@ class Perspective(Attack):
 
 @register("hflip", "flip")
 class HorizontalFlip(Attack):
-    """Mirror left-right with probability ``p`` per image (default 1: always); ``strength`` maps p 0 -> 1."""
+    """Mirror left-right with probability ``p`` per image. Registered as ``hflip`` (alias ``flip``).
+
+    Keyword Args:
+        p (float): probability per image (default 1: always); ``strength`` maps it 0 -> 1.
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the draws repeatable when 0 < p < 1.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.rand(1, 3, 4, 6)
+        >>> torch.equal(attacks.HorizontalFlip()(images), images.flip(-1))
+        True
+    """
 
     defaults = {"p": 1.0}
     strength_range = {"p": (0.0, 1.0)}
@@ -183,9 +275,25 @@ class HorizontalFlip(Attack):
 
 @register("blur", "gaussian-blur")
 class Blur(Attack):
-    """Gaussian blur with standard deviation ``sigma`` pixels (kernel 2*ceil(3 sigma)+1).
+    """Gaussian blur with standard deviation ``sigma`` pixels (kernel 2*ceil(3 sigma)+1, reflected border).
 
-    ``sigma`` >= 0 (default 1); ``strength`` maps it 0 -> 4.
+    Registered as ``blur`` (alias ``gaussian-blur``).
+
+    Keyword Args:
+        sigma (float): >= 0 (default 1); ``strength`` maps it 0 -> 4.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.rand(1, 3, 32, 32)
+        >>> blurred = attacks.Blur(sigma=2)(images)
+        >>> bool(blurred.std() < images.std())
+        True
     """
 
     defaults = {"sigma": 1.0}
@@ -210,7 +318,23 @@ class Blur(Attack):
 class MedianBlur(Attack):
     """Median filter over a ``kernel`` x ``kernel`` window (odd; 1 is the identity).
 
-    ``kernel`` 1-15 (default 3; even values round up); ``strength`` maps it 1 -> 7.
+    Registered as ``median-blur`` (alias ``median``).
+
+    Keyword Args:
+        kernel (int): 1-15 (default 3; even values round up); ``strength`` maps it 1 -> 7.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.full((1, 3, 5, 5), 0.5)
+        >>> images[..., 2, 2] = 1.0  # one hot pixel
+        >>> attacks.MedianBlur(kernel=4).describe(), attacks.MedianBlur()(images).max()
+        ('median-blur:kernel=5', tensor(0.5000))
     """
 
     defaults = {"kernel": 3}
@@ -243,7 +367,24 @@ class MedianBlur(Attack):
 class Noise(Attack):
     """Additive Gaussian noise with standard deviation ``sigma`` in [0, 1] pixel units.
 
-    ``sigma`` >= 0 (default 0.05); ``strength`` maps it 0 -> 0.1. Randomised.
+    Randomised. Registered as ``noise`` (alias ``gaussian-noise``).
+
+    Keyword Args:
+        sigma (float): >= 0 (default 0.05); ``strength`` maps it 0 -> 0.1.
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> noise = attacks.Noise(sigma=0.02, seed=0)
+        >>> images = torch.full((1, 3, 64, 64), 0.5)
+        >>> noise.describe(), round(float((noise(images) - images).std()), 2)
+        ('noise:sigma=0.02,seed=0', 0.02)
     """
 
     defaults = {"sigma": 0.05}
@@ -264,7 +405,19 @@ class Noise(Attack):
 class Brightness(Attack):
     """Add ``delta`` to every pixel (negative darkens).
 
-    ``delta`` in [-1, 1] (default 0.2); ``strength`` maps it 0 -> 0.5.
+    Keyword Args:
+        delta (float): in [-1, 1] (default 0.2); ``strength`` maps it 0 -> 0.5.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> attacks.Brightness(delta=-0.25)(torch.full((1, 3, 2, 2), 0.5)).unique()
+        tensor([0.2500])
     """
 
     defaults = {"delta": 0.2}
@@ -280,7 +433,20 @@ class Brightness(Attack):
 class Contrast(Attack):
     """Scale each image's deviation from its mean grey level by ``factor`` (1 = unchanged).
 
-    ``factor`` >= 0 (default 1.5); ``strength`` maps it 1 -> 2.
+    Keyword Args:
+        factor (float): >= 0 (default 1.5); ``strength`` maps it 1 -> 2.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.tensor([0.4, 0.6]).view(1, 1, 1, 2).expand(1, 3, 2, 2)
+        >>> attacks.Contrast(factor=2.0)(images)[0, 0, 0]
+        tensor([0.3000, 0.7000])
     """
 
     defaults = {"factor": 1.5}
@@ -296,7 +462,20 @@ class Contrast(Attack):
 class Saturation(Attack):
     """Scale colour saturation by ``factor`` (1 = unchanged, 0 = greyscale).
 
-    ``factor`` >= 0 (default 0.5); ``strength`` maps it 1 -> 0 (s = 1 is a black-and-white filter).
+    Keyword Args:
+        factor (float): >= 0 (default 0.5); ``strength`` maps it 1 -> 0 (s = 1 is a black-and-white filter).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> grey = attacks.Saturation(strength=1.0)(torch.rand(1, 3, 8, 8))
+        >>> bool((grey.max(1).values - grey.min(1).values).max() < 1e-5)  # R = G = B
+        True
     """
 
     defaults = {"factor": 0.5}
@@ -312,7 +491,21 @@ class Saturation(Attack):
 class Hue(Attack):
     """Rotate hue by ``degrees`` around the colour wheel.
 
-    ``degrees`` in [-180, 180] (default 20); ``strength`` maps it 0 -> 90.
+    Keyword Args:
+        degrees (float): in [-180, 180] (default 20); ``strength`` maps it 0 -> 90.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+        >>> green = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
+        >>> torch.allclose(attacks.Hue(degrees=120)(red), green, atol=1e-4)  # red turns green
+        True
     """
 
     defaults = {"degrees": 20.0}
@@ -330,8 +523,23 @@ class Hue(Attack):
 class Sharpness(Attack):
     """PIL-style sharpening: blend with a 3x3 smoothed copy, ``factor`` 1 = unchanged, > 1 sharper.
 
-    ``factor`` >= 0 (default 2; below 1 softens); ``strength`` maps it 1 -> 3. Needs images of
-    at least 3x3 pixels.
+    Needs images of at least 3x3 pixels. Registered as ``sharpness`` (alias ``sharpen``).
+
+    Keyword Args:
+        factor (float): >= 0 (default 2; below 1 softens); ``strength`` maps it 1 -> 3.
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> images = torch.rand(1, 3, 16, 16)
+        >>> sharper = attacks.Sharpness(factor=3)(images)
+        >>> bool(sharper.std() > images.std())
+        True
     """
 
     defaults = {"factor": 2.0}

@@ -19,7 +19,22 @@ WAVES_STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def register_grid(name: str) -> Callable[[Callable[[], list[Attack]]], Callable[[], list[Attack]]]:
-    """Decorator: a function returning a list of attacks becomes ``grid(name)``."""
+    """Decorator: a function returning a list of attacks becomes ``grid(name)``.
+
+    Args:
+        name: the grid's name (re-registering a name replaces it).
+
+    Returns:
+        The decorator; it returns the function unchanged.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> @attacks.register_grid("codecs")
+        ... def codecs():
+        ...     return [attacks.get(name, quality=50) for name in ("jpeg", "webp")]
+        >>> [attack.describe() for attack in attacks.grid("codecs")]
+        ['jpeg:quality=50', 'webp:quality=50']
+    """
 
     def decorate(factory: Callable[[], list[Attack]]) -> Callable[[], list[Attack]]:
         _GRIDS[name] = factory
@@ -29,12 +44,36 @@ def register_grid(name: str) -> Callable[[Callable[[], list[Attack]]], Callable[
 
 
 def grid_names() -> list[str]:
-    """Sorted names of the registered grids."""
+    """Sorted names of the registered grids.
+
+    Returns:
+        The names :func:`grid` accepts.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> {"quick", "standard", "waves", "purify"} <= set(attacks.grid_names())
+        True
+    """
     return sorted(_GRIDS)
 
 
 def grid(name: str) -> list[Attack]:
-    """Fresh attacks of the named grid, in a stable order."""
+    """Fresh attacks of the named grid, in a stable order.
+
+    Args:
+        name: one of :func:`grid_names`, e.g. "quick", "standard", "waves", "purify", "deepfake".
+
+    Returns:
+        Newly built :class:`Attack` objects on every call (model attacks load their models on first use).
+
+    Raises:
+        AttackError: unknown grid.
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> [attack.describe() for attack in attacks.grid("quick")]
+        ['jpeg:quality=75', 'resize:scale=0.5', 'crop:area=0.75', 'blur:sigma=1', 'noise:sigma=0.02,seed=0']
+    """
     if name not in _GRIDS:
         raise AttackError(f"unknown attack grid {name!r}; available: {', '.join(grid_names())}")
     return _GRIDS[name]()

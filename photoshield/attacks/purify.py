@@ -70,10 +70,29 @@ def _gaussian(images: torch.Tensor, sigma: float, generator: torch.Generator | N
 class NoiseJPEG(Attack):
     """Gaussian noise of std ``sigma``, clipped to [0, 1], then a JPEG round trip at ``quality`` (Hönig et al. 2025).
 
-    ``sigma`` in [0, 1] pixel units (default 0.05), ``quality`` 1-100 (default 75); ``strength`` maps
-    sigma 0 -> 0.1 and quality 95 -> 50. ``codec``: "jpeg" (libjpeg, 4:2:0; default) or "diffjpeg"
-    (kornia's differentiable JPEG). Differentiable with ``codec=diffjpeg``, or with
-    ``straight_through=true`` (the real codec passes gradients unchanged). Randomised.
+    Differentiable with ``codec=diffjpeg``, or with ``straight_through=true`` (the real codec passes
+    gradients unchanged). Randomised. Registered as ``noise-jpeg`` (alias ``noisy-jpeg``).
+
+    Keyword Args:
+        sigma (float): in [0, 1] pixel units (default 0.05); ``strength`` maps it 0 -> 0.1.
+        quality (int): 1-100 (default 75); ``strength`` maps it 95 -> 50.
+        codec (str): "jpeg" (libjpeg, 4:2:0; default) or "diffjpeg" (kornia's differentiable JPEG).
+        straight_through (bool): pass gradients through the real codec unchanged (BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> purify = attacks.NoiseJPEG(strength=0.5, seed=0)
+        >>> purify.describe(), purify(torch.rand(1, 3, 32, 32)).shape
+        ('noise-jpeg:sigma=0.05,quality=72,seed=0', torch.Size([1, 3, 32, 32]))
+        >>> attacks.NoiseJPEG(codec="diffjpeg").differentiable
+        True
     """
 
     defaults = {"sigma": 0.05, "quality": 75, "codec": "jpeg", "straight_through": False}
@@ -101,7 +120,26 @@ class Bilateral(Attack):
     distance of ``r`` pixels and a colour difference ``d`` (sum over channels, [0, 1] units), over a
     window of ``2 * ceil(2 * sigma_space) + 1`` pixels. ``sigma_color`` >= 0 (default 0.1; 0 is the
     identity), ``sigma_space`` in pixels (default 1.5); ``strength`` maps sigma_color 0 -> 0.3 and
-    sigma_space 1 -> 3. Differentiable.
+    sigma_space 1 -> 3. Differentiable. Registered as ``bilateral`` (alias ``bilateral-filter``).
+
+    Keyword Args:
+        sigma_color (float): colour scale in [0, 1] units (default 0.1; 0 is the identity).
+        sigma_space (float): spatial scale in pixels (default 1.5).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> edge = torch.zeros(1, 3, 16, 16)
+        >>> edge[..., 8:] = 1.0
+        >>> noisy = (edge + 0.05 * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+        >>> smooth = attacks.Bilateral(sigma_color=0.2, sigma_space=2)(noisy)
+        >>> bool((smooth - edge).abs().mean() < (noisy - edge).abs().mean())  # less noise, the edge kept
+        True
     """
 
     defaults = {"sigma_color": 0.1, "sigma_space": 1.5}
@@ -133,6 +171,24 @@ class NonLocalMeans(Attack):
     like a saved file. Needs OpenCV (the ``baselines`` extra, ``pip install "photoshield[baselines]"``,
     or ``pip install opencv-python-headless``); without it the call raises an AttackError saying so.
     Not differentiable; ``straight_through=true`` passes gradients through unchanged (BPDA).
+    Registered as ``nlm`` (alias ``non-local-means``).
+
+    Keyword Args:
+        h (float): filter strength in 0-255 units (default 10); ``strength`` maps it 0 -> 20.
+        template (int): odd patch side, 3-15 (default 7).
+        search (int): odd search window side, 3-51 (default 21).
+        straight_through (bool): pass gradients through unchanged (BPDA).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> from photoshield import attacks
+        >>> nlm = attacks.get("nlm", strength=0.75, template=4)  # even sides round up
+        >>> nlm.describe(), nlm.differentiable
+        ('nlm:h=15,template=5', False)
     """
 
     defaults = {"h": 10.0, "template": 7, "search": 21, "straight_through": False}
@@ -200,6 +256,25 @@ class TotalVariation(Attack):
     ``0.5 ||x - y||^2 + weight * TV_eps(x)``. ``weight`` >= 0 (default 0.05; 0 is the identity),
     ``strength`` maps it 0 -> 0.15; ``eps`` (default 0.01, [0, 1] units) smooths TV where the image is
     flat. Differentiable (the steps are unrolled), so memory under autograd grows with ``steps``.
+    Registered as ``tv`` (aliases ``tv-denoise``, ``total-variation``).
+
+    Keyword Args:
+        weight (float): the TV weight, >= 0 (default 0.05; 0 is the identity).
+        steps (int): gradient steps, 1-1000 (default 30).
+        eps (float): TV smoothing in [0, 1] units (default 0.01).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> noisy = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> smooth = attacks.TotalVariation(weight=0.1)(noisy)
+        >>> bool(smooth.std() < noisy.std())
+        True
     """
 
     defaults = {"weight": 0.05, "steps": 30, "eps": 0.01}
@@ -233,7 +308,26 @@ class NoisyUpscale(Attack):
     (default; torch, antialiased downscale; differentiable), "bilinear" (differentiable) or
     "lanczos" (PIL Lanczos-3 both ways, on float channels; not differentiable). ``sigma`` in [0, 1]
     pixel units (default 0.05), ``scale`` in (0, 1] (default 0.5); ``strength`` maps sigma 0 -> 0.1
-    and scale 1 -> 0.25 (s = 0 is the identity). Randomised.
+    and scale 1 -> 0.25 (s = 0 is the identity). Randomised. Registered as ``noisy-upscale`` (alias
+    ``noisy-upscaling``).
+
+    Keyword Args:
+        sigma (float): noise std in [0, 1] pixel units (default 0.05).
+        scale (float): downscale factor in (0, 1] (default 0.5).
+        mode (str): "bicubic" (default), "bilinear" or "lanczos".
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> upscale = attacks.NoisyUpscale(strength=1.0, seed=0)
+        >>> upscale.describe(), upscale(torch.rand(1, 3, 32, 24)).shape
+        ('noisy-upscale:sigma=0.1,scale=0.25,seed=0', torch.Size([1, 3, 32, 24]))
     """
 
     defaults = {"sigma": 0.05, "scale": 0.5, "mode": "bicubic"}
@@ -284,12 +378,12 @@ _AUTOENCODERS: dict[tuple[str, str], torch.nn.Module] = {}
 
 def _autoencoder(model: Any, device: torch.device, owner: str) -> torch.nn.Module:
     """A frozen autoencoder: a registry name loaded on ``device`` (cached), else as regeneration resolves it."""
-    from photoshield.models.registry import checkpoints
+    from ..models.registry import checkpoints
 
     if isinstance(model, str) and model in {checkpoint.name for checkpoint in checkpoints()}:
         key = (model, str(device))
         if key not in _AUTOENCODERS:
-            from photoshield.models import load
+            from ..models import load
 
             _AUTOENCODERS[key] = resolve_autoencoder(load(model, device=device), owner)  # an editor's: its VAE
         return _AUTOENCODERS[key]
@@ -326,6 +420,26 @@ class Impress(_ModelPurifier):
     (default 0.002), ``weight`` of the fidelity term (default 1). Not differentiable (an inner
     optimisation; the engine cannot optimise through it). ``last_report`` holds the consistency
     loss before and after, per image.
+
+    Keyword Args:
+        model (str | AutoencoderKL): the autoencoder, or a name or path (default ``autoencoder-small``).
+        steps (int): Adam steps, 0-10000 (default 50).
+        lr (float): Adam step in [0, 1] pixel units (default 0.002).
+        weight (float): weight of the fidelity term (default 1).
+        strength (float): s in [0, 1]; explicit parameters win.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> impress = attacks.Impress(steps=3)  # the shipped autoencoder-small
+        >>> out = impress(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+        >>> report = impress.last_report
+        >>> out.shape, bool(report["consistency_after"] < report["consistency_before"])
+        (torch.Size([1, 3, 32, 32]), True)
     """
 
     defaults = {"model": "", "steps": 50, "lr": 0.002, "weight": 1.0}
@@ -400,6 +514,24 @@ class DiffPure(_Diffusion):
     ``noise`` in (0, 1] (default 0.1), ``strength`` maps it 0.02 -> 0.3; ``steps`` (default 50) is the
     full schedule, of which about ``steps * noise`` run. The pipeline works on the largest size its
     latent grid accepts and the result is resized back. Randomised; not differentiable.
+
+    Keyword Args:
+        model (str | Editor): the img2img pipeline, or a name or path (default ``editor-unet-small``).
+        noise (float): the noise level t / T in (0, 1] (default 0.1).
+        steps (int): the full schedule, 1-1000 (default 50).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> diffpure = attacks.DiffPure(noise=0.1, steps=20, seed=0)  # the shipped editor-unet-small
+        >>> diffpure(torch.rand(1, 3, 64, 64)).shape, diffpure.last_report["steps_run"]
+        (torch.Size([1, 3, 64, 64]), 2)
     """
 
     defaults = {"model": "", "noise": 0.1, "steps": 50}
@@ -445,6 +577,27 @@ class GrIDPure(_Diffusion):
     1 -> 8; ``noise`` (default 0.1) and ``steps`` as in ``diffpure``. The paper also blends in a
     purified whole-image copy; this version does not. Randomised (one seed per iteration); not
     differentiable.
+
+    Keyword Args:
+        model (str | Editor): the img2img pipeline, or a name or path (default ``editor-unet-small``).
+        noise (float): the noise level t / T in (0, 1] (default 0.1).
+        steps (int): the full schedule, 1-1000 (default 50).
+        iterations (int): 1-50 (default 2).
+        tile (int): tile side in pixels (default 0: the editor's training size).
+        overlap (float): in [0, 0.9] (default 0.5).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> gridpure = attacks.GrIDPure(tile=32, iterations=1, steps=20, seed=0)
+        >>> gridpure(torch.rand(1, 3, 32, 64)).shape, gridpure.last_report["tiles"]
+        (torch.Size([1, 3, 32, 64]), 3)
     """
 
     defaults = {"model": "", "noise": 0.1, "steps": 50, "iterations": 2, "tile": 0, "overlap": 0.5}

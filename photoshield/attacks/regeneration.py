@@ -35,15 +35,15 @@ def _device_of(generator: torch.Generator | None) -> torch.device:
 
 def resolve_editor(model: Any, kinds: tuple[str, ...], owner: str) -> Any:
     """An Editor of one of ``kinds`` from an Editor, a diffusers pipeline object, or a path / hub id."""
-    from photoshield.models.diffusion import as_editor
+    from ..models.diffusion import as_editor
 
     return as_editor(model, kinds, owner=owner, error=AttackError)
 
 
 def resolve_autoencoder(model: Any, owner: str) -> torch.nn.Module:
     """The autoencoder inside an Editor or pipeline, a bare autoencoder module, or one loaded from a path."""
-    from photoshield.models.autoencoder import load_autoencoder
-    from photoshield.models.diffusion import Editor
+    from ..models.autoencoder import load_autoencoder
+    from ..models.diffusion import Editor
 
     if isinstance(model, (str, os.PathLike)):
         key = os.fspath(model)
@@ -103,7 +103,29 @@ class VAERoundTrip(ModelAttack):
     ``noise`` (default 0): std of Gaussian noise added to the scaled latents (unit variance for SD);
     ``strength`` maps it 0 -> 1. ``sample``: draw from the posterior instead of taking its mean.
     Sizes that are not multiples of the VAE's factor are reflect-padded and cropped back.
-    Differentiable (the autoencoder is frozen; gradients reach the input).
+    Differentiable (the autoencoder is frozen; gradients reach the input). Registered as ``vae``
+    (alias ``autoencoder``).
+
+    Keyword Args:
+        model (AutoencoderKL | str): the autoencoder (or a pipeline or Editor holding one, or a path).
+        noise (float): latent noise std, 0-10 (default 0).
+        sample (bool): sample the posterior instead of taking its mean (default false).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks, models
+        >>> vae = models.load("autoencoder-small", device="cpu")  # a shipped AutoencoderKL
+        >>> round_trip = attacks.VAERoundTrip(model=vae)
+        >>> images = torch.rand(1, 3, 30, 44, requires_grad=True)  # padded to the factor and cropped back
+        >>> round_trip(images).mean().backward()
+        >>> images.grad.shape, round_trip.last_report["latent_shape"]
+        (torch.Size([1, 3, 30, 44]), (1, 4, 8, 11))
     """
 
     defaults = {"model": "", "noise": 0.0, "sample": False}
@@ -120,7 +142,7 @@ class VAERoundTrip(ModelAttack):
         return resolve_autoencoder(model, self.name)
 
     def apply(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        from photoshield.models.autoencoder import scale_factor
+        from ..models.autoencoder import scale_factor
 
         vae = self.loaded()
         parameter = next(vae.parameters())
@@ -165,6 +187,27 @@ class SDEdit(ModelAttack):
     ``steps`` (default 50): the full schedule (about ``steps * noise`` are run); ``prompt`` (default
     empty: unconditional regeneration) and ``guidance`` (default 1: no classifier-free guidance).
     The pipeline works on the largest size that fits its latent grid and the result is resized back.
+    Randomised. Registered as ``sdedit`` (alias ``diffusion-regen``).
+
+    Keyword Args:
+        model (Editor | str): the img2img pipeline, Editor, folder, hub id or registry name (required).
+        noise (float): the fraction of the schedule re-run, in (0, 1] (default 0.3).
+        steps (int): the full schedule, 1-1000 (default 50).
+        prompt (str): the text prompt (default empty).
+        guidance (float): classifier-free guidance, 0-50 (default 1).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the noise repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> sdedit = attacks.SDEdit(model="editor-unet-small", noise=0.2, steps=10, seed=0)
+        >>> sdedit(torch.rand(1, 3, 64, 64)).shape, sdedit.last_report["steps_run"]
+        (torch.Size([1, 3, 64, 64]), 2)
     """
 
     defaults = {"model": "", "noise": 0.3, "steps": 50, "prompt": "", "guidance": 1.0}
@@ -207,6 +250,29 @@ class Rinse(ModelAttack):
     ``times`` 1-20 (default 2); ``strength`` maps it 1 -> 5. ``noise`` is each pass's noise
     (SDEdit strength, default 0.2; latent noise for "vae", where 0 is a plain round trip);
     ``steps`` and ``prompt`` as in ``sdedit``. Each pass draws its own seed from the generator.
+    Registered as ``rinse`` (alias ``rinsing``).
+
+    Keyword Args:
+        model (Editor | AutoencoderKL | str): the img2img pipeline (via=sdedit) or autoencoder (via=vae).
+        via (str): "sdedit" (default) or "vae".
+        times (int): passes, 1-20 (default 2).
+        noise (float): each pass's noise, in [0, 1] (default 0.2).
+        steps (int): each SDEdit pass's full schedule (default 50).
+        prompt (str): each SDEdit pass's prompt (default empty).
+        strength (float): s in [0, 1]; explicit parameters win.
+        seed (int): makes the passes repeatable.
+
+    Shapes:
+        - images: (B, 3, H, W) float in [0, 1]
+        - output: the same shape, dtype and device, in [0, 1]
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import attacks
+        >>> from photoshield.testing import tiny_editor
+        >>> rinse = attacks.Rinse(model=tiny_editor("sd-img2img"), via="vae", times=3)
+        >>> rinse(torch.rand(1, 3, 32, 32)).shape, len(rinse.last_report["passes"])
+        (torch.Size([1, 3, 32, 32]), 3)
     """
 
     defaults = {"model": "", "via": "sdedit", "times": 2, "noise": 0.2, "steps": 50, "prompt": ""}

@@ -18,15 +18,15 @@ from typing import Any, Sequence
 
 import torch
 
-from photoshield.errors import PhotoshieldError
-from photoshield.metrics import psnr, rmse255, ssim
+from ..errors import PhotoshieldError
+from ..metrics import psnr, rmse255, ssim
 
 __all__ = ["edit_disruption", "edit_pair", "edit_photo", "identity_to_original", "noise_baseline"]
 
 
 def noise_baseline(images: torch.Tensor, epsilon: float, seed: int = 0) -> torch.Tensor:
     """``images`` plus random +-epsilon (L_inf) sign noise, clamped to [0, 1] and rounded to the 8-bit grid."""
-    from photoshield.protect.api import quantize_within_budget
+    from ..protect.api import quantize_within_budget
 
     generator = torch.Generator("cpu").manual_seed(seed)
     signs = torch.randint(0, 2, images.shape, generator=generator).to(images) * 2 - 1
@@ -74,7 +74,7 @@ def edit_pair(
 @torch.no_grad()
 def identity_to_original(original: torch.Tensor, edited: torch.Tensor) -> dict[str, float]:
     """dlib cosine / distance of the main face of each edit to the original's face; empty if the original has none."""
-    from photoshield.models import face
+    from ..models import face
 
     try:
         reference = face.embed_faces(original)
@@ -133,10 +133,10 @@ def edit_disruption(
         "input_psnr_db": float(psnr(clean, protected).clamp(max=100).mean()),
     }
     if context_mass and editor.is_flux:
-        from photoshield.protect.attention import AttentionAttack
+        from ..protect.attention import AttentionProtection
 
         prompts = list(context_prompts) if context_prompts else ([prompt] if isinstance(prompt, str) else list(prompt))
-        probe = AttentionAttack(editor, prompts=prompts, faces=False, gradient_checkpointing=False)
+        probe = AttentionProtection(editor, prompts=prompts, faces=False, gradient_checkpointing=False)
         before, after = probe.context_mass(clean), probe.context_mass(protected)
         figures["context_mass_clean"] = float(before.mean())
         figures["context_mass_protected"] = float(after.mean())

@@ -1,9 +1,9 @@
-"""Compatibility alias: segmentation prompts and agreement live in :mod:`photoshield.models.sam_prompts`.
+"""Compatibility alias: segmentation prompts and agreement live in :mod:`photoshield.models.sam.prompts`.
 
 protect/ (the deformation method's measure) and evaluate/ both use them, so they sit in the models layer.
 """
 
-from photoshield.models.sam_prompts import (  # noqa: F401
+from ..models.sam.prompts import (  # noqa: F401
     Prompts,
     __all__,
     draw_prompts,

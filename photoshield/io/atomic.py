@@ -13,7 +13,7 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageFile
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 from .containers import avif_header, jxl_parts, jxl_size
 from .metadata import ORIENTATION

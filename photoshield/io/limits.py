@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 
 #: Largest image (width x height) read by default: a guard against decompression bombs.

@@ -16,7 +16,30 @@ import torch
 
 @dataclasses.dataclass(eq=False)
 class Photo:
-    """An upright RGB image plus the parts of its file that must come back out untouched on write."""
+    """An upright RGB image plus the parts of its file that must come back out untouched on write.
+
+    Made by :func:`read_photo`; pass it to :func:`write_image` as ``metadata=`` to keep them.
+
+    Args:
+        pixels: the upright RGB pixels.
+        alpha: the alpha plane, upright, or None.
+        icc_profile: the RGB ICC profile, or None (other colour spaces' profiles are not kept).
+        exif: the EXIF block (``b"Exif\\0\\0"`` + TIFF) with the orientation reset to 1, or None.
+        format: the format of the source file ("JPEG", "PNG", ...).
+        bit_depth: bits per channel of the source (8 or 16).
+        path: the file it was read from, or None.
+
+    Shapes:
+        - pixels: (1, 3, H, W) float32 in [0, 1]
+        - alpha: (H, W) uint8 or uint16
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.io import Photo
+        >>> photo = Photo(pixels=torch.zeros(1, 3, 4, 6))
+        >>> photo.size, photo.format, photo.alpha is None
+        ((4, 6), 'PNG', True)
+    """
 
     pixels: torch.Tensor = dataclasses.field(repr=False)  # (1, 3, H, W) float32 in [0, 1]
     alpha: np.ndarray | None = dataclasses.field(default=None, repr=False)  # (H, W) uint8/uint16, upright

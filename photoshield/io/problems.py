@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import UnidentifiedImageError
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 
 def reason(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 from . import sniff
 from .decode import decode_avif_imagecodecs, decode_jxl, decode_pil, pixels_to_tensor
@@ -34,7 +34,30 @@ def read_image(
     min_size: int = 8,
     max_pixels_per_byte: float | None = DEFAULT_MAX_PIXELS_PER_BYTE,
 ) -> torch.Tensor:
-    """Read an image file as an upright (1, 3, H, W) float32 RGB tensor in [0, 1] (see ``read_photo``)."""
+    """Read an image file as an upright (1, 3, H, W) float32 RGB tensor in [0, 1] (see ``read_photo``).
+
+    Args:
+        path: the image file; its format is told from its content, not its extension.
+        max_pixels: refuse images with more pixels (width x height); None for no limit.
+        min_size: refuse images narrower or shorter than this many pixels.
+        max_pixels_per_byte: refuse large images that declare more pixels per byte of file (a
+            decompression bomb); None for no limit.
+
+    Shapes:
+        - output: (1, 3, H, W) float32 in [0, 1], upright (EXIF orientation applied)
+
+    Returns:
+        The pixels only; :func:`read_photo` also gives the alpha plane, ICC profile and EXIF.
+
+    Raises:
+        ImageError: the file cannot be read as an image; the message names it and the problem.
+
+    Examples:
+        >>> from photoshield.data import sample_path
+        >>> from photoshield.io import read_image
+        >>> read_image(sample_path("chelsea")).shape
+        torch.Size([1, 3, 300, 451])
+    """
     return read_photo(path, max_pixels=max_pixels, min_size=min_size, max_pixels_per_byte=max_pixels_per_byte).pixels
 
 
@@ -53,6 +76,31 @@ def read_photo(
     pixels per byte of file for an image above ``PLAUSIBLE_PIXELS_ANY_SIZE`` (both checked on the
     header, before decoding; None lifts a limit) or smaller than ``min_size`` on either side. Broken
     EXIF or ICC metadata is dropped with a warning, never an error.
+
+    Args:
+        path: the image file (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF, JPEG XL as this install supports).
+        max_pixels: refuse images with more pixels (width x height); None for no limit.
+        min_size: refuse images narrower or shorter than this many pixels.
+        max_pixels_per_byte: refuse images above ``PLAUSIBLE_PIXELS_ANY_SIZE`` pixels that declare more
+            pixels per byte of file; None for no limit.
+
+    Shapes:
+        - output.pixels: (1, 3, H, W) float32 in [0, 1], upright
+        - output.alpha: (H, W) uint8 or uint16, or None
+
+    Returns:
+        The photo, a :class:`Photo`: the pixels and what a write must carry over (alpha, ICC profile, EXIF with
+        the orientation reset to 1, format, bit depth, the path).
+
+    Raises:
+        ImageError: the file cannot be read as an image; the message names it and the problem.
+
+    Examples:
+        >>> from photoshield.data import sample_path
+        >>> from photoshield.io import read_photo
+        >>> photo = read_photo(sample_path("grace_hopper"))
+        >>> photo.format, photo.bit_depth, photo.size, photo.pixels.shape
+        ('JPEG', 8, (512, 437), torch.Size([1, 3, 512, 437]))
     """
     if isinstance(path, (bytes, bytearray)):
         path = os.fsdecode(bytes(path))
@@ -158,7 +206,25 @@ def _read_bytes(path: Path, size_limit: int | None = None) -> bytes:
 
 
 def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` with a recognised extension, sorted; hidden files and folders are skipped."""
+    """Image files in ``folder`` with a recognised extension, sorted; hidden files and folders are skipped.
+
+    Args:
+        folder: the folder to list.
+        recursive: also list the files of its subfolders.
+
+    Returns:
+        The paths, sorted by their path inside ``folder``; the extensions are those of
+        ``SUPPORTED_READ_EXTENSIONS`` (in any case), and the content is not opened.
+
+    Raises:
+        ImageError: ``folder`` does not exist or is not a folder.
+
+    Examples:
+        >>> from photoshield.data import SAMPLES_DIR
+        >>> from photoshield.io import list_images
+        >>> [path.name for path in list_images(SAMPLES_DIR)][:3]
+        ['aitzgorri.jpg', 'astronaut.png', 'barbara.jpg']
+    """
     folder = Path(folder)
     if not folder.exists():
         raise ImageError(folder, "folder not found")

@@ -45,7 +45,21 @@ SUPPORTED_WRITE_EXTENSIONS: dict[str, str] = {
 
 
 def detect_format(data: bytes) -> str | None:
-    """Name the image format from its first bytes ("JPEG", "PNG", ...), or None if unrecognised."""
+    """Name the image format from its first bytes ("JPEG", "PNG", ...), or None if unrecognised.
+
+    Args:
+        data: the file's bytes (the first 64 are enough).
+
+    Returns:
+        One of "JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "JXL", "AVIF", "HEIF" (recognised, never
+        decoded), or None. Whether this install can decode it is ``SUPPORTED_READ_FORMATS``.
+
+    Examples:
+        >>> from photoshield.data import sample_path
+        >>> from photoshield.io import detect_format
+        >>> detect_format(sample_path("rocket").read_bytes()), detect_format(b"not an image")
+        ('JPEG', None)
+    """
     head = bytes(data[:64])
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"

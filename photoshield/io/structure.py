@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageChops, JpegImagePlugin
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 from .problems import cut_short, reason
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from photoshield.errors import ImageError
+from ..errors import ImageError
 
 from .atomic import atomic_write, same_file
 from .encode import ALPHA_FORMATS, SIXTEEN_BIT_FORMATS, encode_pixels
@@ -47,6 +47,39 @@ def write_image(
     lossy formats (defaults: JPEG/WebP/JPEG XL 95, AVIF 90); 100 means lossless for WebP and JPEG XL.
     An alpha plane whose size no longer matches the pixels (after a crop or resize) is dropped with a
     warning. Writing onto ``metadata.path`` (the input file) is refused unless ``overwrite_input``.
+
+    Args:
+        image: the pixels: a tensor, a PIL image (its alpha plane is kept) or a :class:`Photo`.
+        path: the output file; its extension picks the format (``SUPPORTED_WRITE_EXTENSIONS``).
+        quality: 1-100 for the lossy formats; None for the defaults above.
+        metadata: the :class:`Photo` read from the source file, whose metadata is carried over.
+        keep_all_metadata: keep the EXIF GPS location too.
+        overwrite_input: allow writing over the file ``metadata`` was read from.
+
+    Shapes:
+        - image: (1, 3, H, W) or (3, H, W) float in [0, 1]
+
+    Returns:
+        ``path``, written completely or not at all (a temporary file replaces it at the end).
+
+    Raises:
+        ImageError: an unknown extension, a bad ``quality``, a batch of more than one image, NaN
+            values, a write over the input, or an encoder failure.
+
+    Examples:
+        >>> import shutil, tempfile, torch
+        >>> from pathlib import Path
+        >>> from photoshield.io import read_image, read_photo, write_image
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> pixels = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+        >>> write_image(pixels, folder / "noise.png").name
+        'noise.png'
+        >>> bool((read_image(folder / "noise.png") - pixels).abs().max() <= 0.5 / 255)  # 8-bit PNG
+        True
+        >>> photo = read_photo(folder / "noise.png")
+        >>> write_image(photo.pixels, folder / "noise.webp", quality=90, metadata=photo).name
+        'noise.webp'
+        >>> shutil.rmtree(folder)
     """
     path = Path(path)
     fmt = SUPPORTED_WRITE_EXTENSIONS.get(path.suffix.lower())

@@ -1,5 +1,5 @@
 """Every pretrained network is loaded here, through :mod:`photoshield.models.registry`."""
 
-from photoshield.models.registry import Checkpoint, checkpoints, default_device, find, load, load_state_dict, register
+from .registry import Checkpoint, checkpoints, default_device, find, load, load_state_dict, register
 
 __all__ = ["Checkpoint", "checkpoints", "default_device", "find", "load", "load_state_dict", "register"]

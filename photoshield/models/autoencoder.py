@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from photoshield.errors import ModelNotFoundError, PhotoshieldError
+from ..errors import ModelNotFoundError, PhotoshieldError
 
 __all__ = [
     "AUTOENCODER_CLASSES", "SMALL_CONFIG", "load_autoencoder", "load_autoencoder_file", "public_config", "read_config",
@@ -64,7 +64,7 @@ def load_autoencoder(
 
     from huggingface_hub.errors import HFValidationError
 
-    from photoshield.models.registry import default_device
+    from .registry import default_device
 
     name = os.fspath(path_or_id)
     local = Path(name).expanduser()
@@ -170,7 +170,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The ``AutoencoderKL(**config)`` arguments stored in a file written by :func:`save_autoencoder`."""
     import json
 
-    from photoshield.models.registry import safetensors_metadata
+    from .registry import safetensors_metadata
 
     path = Path(path)
     metadata = safetensors_metadata(path, "autoencoder file")
@@ -196,7 +196,7 @@ def load_autoencoder_file(path: str | os.PathLike, device: str | torch.device = 
 
 
 def _register() -> None:
-    from photoshield.models.registry import Checkpoint, register
+    from .registry import Checkpoint, register
 
     register(
         Checkpoint(

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from PIL import Image
 
-from photoshield.errors import PhotoshieldError
-from photoshield.image import quantize, to_pil, to_tensor
-from photoshield.protect.objective import Objective
-from photoshield.protect.optim import PGDConfig, run_pgd
-from photoshield.protect.shaping import faceshield_shaper
+from ..errors import PhotoshieldError
+from ..image import quantize, to_pil, to_tensor
+from .objective import Objective
+from .optim import PGDConfig, run_pgd
+from .shaping import faceshield_shaper
 
 # Each preset: engine steps, signed-step size as a fraction of epsilon, shaping, and the
 # transformations sampled each step (EOT) for robustness. A quarter of epsilon per step
@@ -32,6 +33,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eot": ("jpeg-diff:quality=75", "jpeg-diff:quality=50", "resize:scale=0.75", "blur:sigma=1"),
         "momentum": 0.5,
     },
+    # The cheap purifications of the literature (Hönig et al. 2025) in the expectation: Gaussian noise then
+    # differentiable JPEG, total-variation smoothing, noisy bicubic upscaling, next to plain JPEG 75.
+    "robust": {
+        "steps": 100,
+        "step_fraction": 0.25,
+        "shaping": False,
+        "eot": ("jpeg-diff:quality=75", "noise-jpeg:strength=0.5,codec=diffjpeg", "tv:strength=0.5",
+                "noisy-upscale:strength=0.5"),
+        "momentum": 0.5,
+    },
 }
 
 ObjectiveBuilder = Callable[..., Objective]
@@ -39,7 +50,28 @@ _METHODS: dict[str, ObjectiveBuilder] = {}
 
 
 def register_method(name: str) -> Callable[[ObjectiveBuilder], ObjectiveBuilder]:
-    """Register ``builder(images, **options) -> Objective`` as a protection method."""
+    """Register ``builder(images, **options) -> Objective`` as a protection method.
+
+    :func:`protect` calls the builder once per batch with the clean images on the working device and
+    the options it does not use itself, then runs the shared engine on the :class:`Objective`.
+
+    Args:
+        name: the ``method=`` name (re-registering a name replaces it).
+
+    Returns:
+        The decorator; it returns the builder unchanged.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import Objective, protect, register_method
+        >>> @register_method("darken")
+        ... def darken(images, **options):
+        ...     return Objective(loss_fn=lambda x: x.mean(dim=(1, 2, 3)))  # lower is better
+        >>> photo = torch.full((1, 3, 16, 16), 0.5)
+        >>> result = protect(photo, method="darken", steps=4, device="cpu", progress=False)
+        >>> result.report["status"], round(float(result.image.mean()) * 255, 1)
+        ('protected', 119.5)
+    """
 
     def decorate(builder: ObjectiveBuilder) -> ObjectiveBuilder:
         _METHODS[name] = builder
@@ -49,20 +81,29 @@ def register_method(name: str) -> Callable[[ObjectiveBuilder], ObjectiveBuilder]
 
 
 def methods() -> list[str]:
-    """Names of the protection methods."""
+    """Names of the protection methods.
+
+    Returns:
+        The names :func:`protect` accepts as ``method=``, sorted.
+
+    Examples:
+        >>> from photoshield.protect import methods
+        >>> methods()
+        ['attention', 'deformation', 'encoder', 'facial']
+    """
     return sorted(_METHODS)
 
 
 @register_method("facial")
 def _facial(images: torch.Tensor, **options: Any) -> Objective:
-    from photoshield.protect.facial import FacialAttack
+    from .facial import FacialProtection
 
-    return FacialAttack(**options).objective(images)
+    return FacialProtection(**options).objective(images)
 
 
 @register_method("encoder")
 def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_kind: str | None = None, **options: Any) -> Objective:
-    from photoshield.protect.encoder import EncoderAttack
+    from .encoder import EncoderProtection
 
     if vae is None:
         if editor is None:
@@ -71,43 +112,72 @@ def _encoder(images: torch.Tensor, vae: Any = None, editor: Any = None, editor_k
                 "pipeline folder, or a registered editor such as editor-unet-small) or vae=AutoencoderKL "
                 "(CLI: --editor PATH)"
             )
-        from photoshield.models.diffusion import KINDS, as_editor
+        from ..models.diffusion import KINDS, as_editor
 
         kinds = (editor_kind,) if editor_kind else KINDS
         vae = as_editor(editor, kinds, device=images.device, owner="encoder").vae
-    return Objective(loss_fn=EncoderAttack(vae, **options).objective(images))
+    return Objective(loss_fn=EncoderProtection(vae, **options).objective(images))
 
 
 @register_method("attention")
 def _attention(images: torch.Tensor, **options: Any) -> Objective:
-    from photoshield.protect.attention import attention_objective
+    from .attention import attention_objective
 
     return attention_objective(images, **options)
 
 
 @register_method("deformation")
 def _deformation(images: torch.Tensor, **options: Any) -> Objective:
-    from photoshield.protect.deformation import deformation_objective
+    from .deformation import deformation_objective
 
     return deformation_objective(images, **options)
 
 
 @dataclass
 class ProtectionResult:
-    """The protected image (quantised to 8 bits, as it will be saved), its perturbation and a report."""
+    """The protected image (quantised to 8 bits, as it will be saved), its perturbation, a report, and the file
+    it was written to when it was written.
+
+    Args:
+        image: the protected images.
+        delta: ``image`` minus the clean images.
+        report: what was done: ``method``, ``status`` (``protected``, ``partly protected`` or
+            ``unchanged``, with ``reason``), ``psnr_db``, ``ssim``, ``linf_255``, steps, timings and the
+            method's own measures (``clean``, ``protected``).
+        path: the file written by :func:`protect_file`, else None.
+
+    Shapes:
+        - image: (B, 3, H, W) float32 in [0, 1], on the 8-bit grid
+        - delta: (B, 3, H, W)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import ProtectionResult
+        >>> result = ProtectionResult(image=torch.zeros(1, 3, 4, 6), delta=torch.zeros(1, 3, 4, 6))
+        >>> result.pil().size, result.path is None
+        ((6, 4), True)
+    """
 
     image: torch.Tensor
     delta: torch.Tensor
     report: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # where the protected photo was written (``protect_file``), else None
 
     def pil(self) -> Image.Image:
         """The protected image as a PIL image (first of the batch)."""
         return to_pil(self.image[:1])
 
+    def summary(self, image: int = 0) -> str:
+        """Image ``image``'s protection in plain language: per face, which models still recognise it, and the
+        PSNR (see :func:`photoshield.protect.verdicts.summary`)."""
+        from .verdicts import summary
+
+        return summary(self.report, image)
+
 
 def _as_tensor(image: Any) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
-        from photoshield.io import read_image
+        from ..io import read_image
 
         return read_image(image)
     return to_tensor(image)
@@ -124,7 +194,7 @@ def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress:
     eot = overrides.pop("eot", settings.pop("eot"))
     settings.pop("eot", None)
     if eot:
-        from photoshield import attacks
+        from .. import attacks
 
         eot = tuple(attacks.get(spec) if isinstance(spec, str) else spec for spec in eot)
     fraction = overrides.pop("step_fraction", settings.pop("step_fraction"))
@@ -153,17 +223,51 @@ def protect(
     ``shaping``, ...) override the preset; other options go to the method.
     ``report["status"]`` is ``protected``, ``partly protected`` or ``unchanged`` (with ``report["reason"]``):
     an image the method cannot protect, or whose perturbation does not lower the objective, is returned as it was.
+
+    Args:
+        image: the photo(s): a tensor, a PIL image or a path (nothing is written; see :func:`protect_file`).
+        method: one of :func:`methods`: ``facial`` (face recognition), ``encoder`` (latent-diffusion
+            editors; needs ``editor=`` or ``vae=``), ``attention`` (editors; needs ``editor=``),
+            ``deformation`` (promptable segmentation).
+        epsilon: the L_inf budget in [0, 1] pixel units (8/255: no pixel moves more than 8 levels).
+        steps: engine steps; None for the preset's.
+        preset: ``light``, ``standard``, ``strong`` or ``robust`` (:data:`PRESETS`).
+        seed: makes the run repeatable.
+        device: where to compute; None for the best available.
+        progress: show a progress bar.
+        **options: engine settings (:class:`PGDConfig` fields, ``shaping``, ``step_fraction``) and the
+            method's own options (e.g. ``models=``, ``editor=``, ``segmenter=``).
+
+    Shapes:
+        - image: (B, 3, H, W) or (3, H, W) float in [0, 1] when a tensor
+        - output.image, output.delta: (B, 3, H, W)
+
+    Returns:
+        The result, a :class:`ProtectionResult`.
+
+    Raises:
+        PhotoshieldError: an unknown method or preset, or ``epsilon`` outside (0, 1].
+
+    Examples:
+        >>> from photoshield import data
+        >>> from photoshield.image import resize_to
+        >>> from photoshield.protect import protect
+        >>> face = resize_to(data.sample("obama")[..., :256, 100:356], (112, 112))
+        >>> result = protect(face, method="facial", models=["dlib-resnet"], judges=(), steps=2,
+        ...                  device="cpu", progress=False)  # a real run: the default ensemble, 60 steps
+        >>> result.report["status"], result.report["faces"], result.report["linf_255"] <= 8
+        ('protected', 1, True)
     """
     if method not in _METHODS:
         raise PhotoshieldError(f"unknown protection method {method!r}; choose one of {', '.join(methods())}")
-    from photoshield.metrics import psnr, ssim
-    from photoshield.models import default_device
+    from ..metrics import psnr, ssim
+    from ..models import default_device
 
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
     images = _as_tensor(image).to(device)
     config, shaping = _config(preset, epsilon, steps, seed, progress, options)
-    config.description = f"protect ({method})"
+    config.description = "steps"  # the bar of one photo's optimisation (a batch's own bar counts photos)
     started = time.perf_counter()
     objective = _METHODS[method](images, **options)
     if objective.target_loss is not None and config.target_loss is None:

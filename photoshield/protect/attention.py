@@ -32,13 +32,14 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from photoshield.errors import PhotoshieldError
-from photoshield.image import resize_to, working_size
-from photoshield.models.attention_capture import AttentionCapture, TokenLayout
-from photoshield.models.diffusion import Editor, PromptEmbeds
-from photoshield.models.diffusion import bf16_supported as _device_bf16
-from photoshield.models.diffusion import resolve_editor as _resolve_editor
-from photoshield.protect.objective import Objective
+from ..errors import PhotoshieldError
+from ..image import resize_to, working_size
+from ..models.diffusion.attention_capture import AttentionCapture, TokenLayout
+from ..models.diffusion import Editor, PromptEmbeds
+from ..models.diffusion import bf16_supported as _device_bf16
+from ..models.diffusion import resolve_editor as _resolve_editor
+from ._renamed import renamed_getattr
+from .objective import Objective
 
 # Edit prompts the protection must hold against (DeContext samples one per step from ~60).
 DEFAULT_PROMPTS = (
@@ -158,7 +159,7 @@ def _flux_context_mass(probs: torch.Tensor, layout: TokenLayout | None) -> torch
     return probs[:, :, layout.target, layout.context].float().sum(-1).mean((1, 2))
 
 
-class AttentionAttack:
+class AttentionProtection:
     """Attention-disrupting protection for one editor, configured once; ``objective(images)`` per batch.
 
     ``blocks`` (names, prefixes or globs of the denoiser's attention modules; default:
@@ -170,6 +171,42 @@ class AttentionAttack:
     (B or 1, 1, H, W; 1 = repainted; default the central half), ``max_side`` (working
     size), and the cost measures ``stop_early``, ``gradient_checkpointing`` and
     ``autocast`` ("auto": on for CUDA; bf16 where supported).
+
+    Args:
+        editor: the editor to protect against (Flux Kontext or a UNet editor).
+        prompts: the edit prompts (default: eight common edits), encoded once.
+        blocks: the attention modules whose maps the loss reads.
+        timesteps: UNet timesteps (scheduler units; default 25 and 250).
+        time_range: Flux times, of 1000 (default [980, 1000)).
+        loss: ``retention`` or ``displacement`` (UNet only).
+        face_weight: share of the UNet map weight on the face region.
+        facial_weight: weight of the added identity term (0: none).
+        faces: look for faces (for ``face_weight`` and ``facial_weight``).
+        inpaint_mask: the repainted region for inpainting editors (1 = repainted).
+        max_side: the working size's longest side; None for the full size.
+        guidance_scale: Flux's distilled guidance.
+        stop_early: stop each forward pass after the last block read.
+        gradient_checkpointing: replay blocks in the backward pass ("auto": on CUDA).
+        autocast: None, "auto", "bf16" or "fp16".
+        free_text_encoders: free the editor's text encoders once the prompts are encoded.
+        seed: seeds the noise and prompt draws.
+
+    Shapes:
+        - objective(images): images (B, 3, H, W) in [0, 1]; its loss_fn (B, 3, H, W) -> (B,)
+        - inpaint_mask: (B or 1, 1, H, W)
+
+    Raises:
+        ValueError: an unknown ``loss`` or ``autocast``, an empty prompt list, or a bad ``time_range``.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import AttentionProtection
+        >>> from photoshield.testing import tiny_editor
+        >>> protection = AttentionProtection(tiny_editor("sd-img2img"), prompts=["make it winter"], faces=False)
+        >>> photo = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        >>> objective = protection.objective(photo)
+        >>> objective.info["editor"], objective.loss_fn(photo).shape
+        ('sd-img2img', torch.Size([1]))
     """
 
     def __init__(
@@ -324,15 +361,15 @@ class AttentionAttack:
         face_count = 0
         wants_region = not editor.is_flux and self.face_weight > 0
         if self.faces and (wants_region or self.facial_weight > 0):
-            from photoshield.protect.faces import face_region_mask, find_faces
-            from photoshield.protect.facial import FacialAttack
+            from .faces import face_region_mask, find_faces
+            from .facial import FacialProtection
 
             found = find_faces(images)
             face_count = len(found)
             if face_count:
                 region_full = face_region_mask(images, found)
                 if self.facial_weight > 0:
-                    facial = FacialAttack(device=images.device).objective(images, faces=found)
+                    facial = FacialProtection(device=images.device).objective(images, faces=found)
         info: dict[str, Any] = {
             "editor": editor.kind,
             "working_size": list(size),
@@ -437,4 +474,7 @@ def attention_objective(
     loaded, owned = resolve_editor(editor, editor_kind, images.device)
     seed = int(torch.initial_seed() % (2**31)) if seed is None else seed
     free = owned if free_text_encoders is None else free_text_encoders
-    return AttentionAttack(loaded, free_text_encoders=free, seed=seed, **options).objective(images)
+    return AttentionProtection(loaded, free_text_encoders=free, seed=seed, **options).objective(images)
+
+
+__getattr__ = renamed_getattr(__name__, globals(), ("AttentionAttack",))  # the old name, deprecated

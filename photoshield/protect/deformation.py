@@ -56,16 +56,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from photoshield.errors import PhotoshieldError
-from photoshield.image import check_image, resize_to
-from photoshield.models.sam import LiteMedSAM, Segmenter
-from photoshield.protect.objective import Objective
-from photoshield.protect.optim import PGDConfig, run_pgd
+from ..errors import PhotoshieldError
+from ..image import check_image, resize_to
+from ..models.sam import LiteMedSAM, Segmenter
+from ._renamed import renamed_getattr
+from .objective import Objective
+from .optim import PGDConfig, run_pgd
 
 __all__ = [
     "VARIANTS",
     "Deformation",
-    "DeformationAttack",
+    "DeformationProtection",
     "bending_energy",
     "control_grid",
     "default_layers",
@@ -218,7 +219,7 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=4)
 def _cached_segmenter(name: str, device: str) -> Segmenter:
-    from photoshield.models.sam import load_segmenter
+    from ..models.sam import load_segmenter
 
     return load_segmenter(name, device=device)
 
@@ -232,11 +233,45 @@ def resolve_segmenter(segmenter: Segmenter | str | os.PathLike, device: torch.de
     raise PhotoshieldError(f"segmenter must be a Segmenter, a registry name or a path, got {type(segmenter).__name__}")
 
 
-class DeformationAttack:
+class DeformationProtection:
     """UAD (``variant="uad"``) or a baseline (``"mask"``, ``"feature"``) against one segmenter, configured once.
 
-    ``objective(images)`` returns the :class:`Objective` the shared engine minimises; all
-    settings are keyword arguments, documented in the module docstring.
+    ``objective(images)`` returns the :class:`Objective` the shared engine minimises; the settings are
+    explained at length in the module docstring.
+
+    Args:
+        segmenter: the promptable segmenter (e.g. ``models.load("sam-litemedsam")``).
+        variant: ``uad``, ``mask`` or ``feature``.
+        layers: encoder blocks the feature loss reads; None for the middle of the encoder.
+        grid: the deformation's control grid side.
+        candidates: deformations simulated in parallel.
+        deform_epochs: Adam steps of the deformation.
+        deform_lr: their learning rate, in 1/1024 of the image side.
+        smoothness: weight of the bending penalty.
+        max_displacement: largest control-point move, as a fraction of the side.
+        proxy_steps: PGD steps per candidate to pick the target (0: the farthest candidate).
+        proxy_epsilon: those steps' budget.
+        margin: the mask variant's logit margin.
+        max_masks: prompts drawn for the mask variant and the measures.
+        measure: segment clean and protected photos for the report.
+        seed: seeds the deformation and the prompts.
+
+    Shapes:
+        - objective(images): images (B, 3, H, W) in [0, 1]; its loss_fn (B, 3, H, W) -> (B,)
+
+    Raises:
+        PhotoshieldError: an unknown variant or no layers.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import models
+        >>> from photoshield.protect import DeformationProtection
+        >>> segmenter = models.load("sam-litemedsam", device="cpu")
+        >>> protection = DeformationProtection(segmenter, variant="feature", layers=[0], measure=False)
+        >>> photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        >>> objective = protection.objective(photo)  # encodes the clean photo once
+        >>> objective.info
+        {'variant': 'feature', 'layers': [0], 'segmenter': 'LiteMedSAM'}
     """
 
     def __init__(
@@ -320,7 +355,7 @@ class DeformationAttack:
 
     # -- the mask-logit baseline ------------------------------------------------------------------------
     def _mask_prompts(self, images: torch.Tensor) -> list[Any]:
-        from photoshield.models.sam_prompts import draw_prompts
+        from ..models.sam.prompts import draw_prompts
 
         return [draw_prompts(self.segmenter, images[i : i + 1], boxes_per_mask=1, points_per_mask=1, max_masks=self.max_masks, seed=self.seed) for i in range(images.shape[0])]
 
@@ -373,7 +408,7 @@ class DeformationAttack:
 
     def _measure(self, images: torch.Tensor, clean: list[torch.Tensor]):
         """A report measure: feature cosine to the clean photo and box-prompt mIoU / ASR@50 against it."""
-        from photoshield.models.sam_prompts import (
+        from ..models.sam.prompts import (
             draw_prompts,
             predict_prompts,
             segmentation_agreement,
@@ -408,4 +443,7 @@ def deformation_objective(
     """``protect(..., method="deformation", segmenter=NAME|PATH|Segmenter, variant="uad"|"mask"|"feature")``."""
     model = resolve_segmenter(segmenter, images.device)
     seed = int(torch.initial_seed() % (2**31)) if seed is None else seed
-    return DeformationAttack(model, variant=variant, seed=seed, **options).objective(images)
+    return DeformationProtection(model, variant=variant, seed=seed, **options).objective(images)
+
+
+__getattr__ = renamed_getattr(__name__, globals(), ("DeformationAttack",))  # the old name, deprecated

@@ -12,8 +12,9 @@ from typing import Union
 
 import torch
 
-from photoshield.image import resize_to, working_size
-from photoshield.protect.optim import LossFn
+from ..image import resize_to, working_size
+from ._renamed import renamed_getattr
+from .optim import LossFn
 
 Target = Union[str, torch.Tensor]
 
@@ -25,11 +26,31 @@ def vae_latent_mean(vae, images: torch.Tensor) -> torch.Tensor:
     return distribution.mean
 
 
-class EncoderAttack:
+class EncoderProtection:
     """Builds the PhotoGuard encoder objective for a diffusers ``AutoencoderKL``.
 
     ``target`` is ``"zero"`` (the all-zero latent), ``"gray"`` (the latent of a mid-grey
     image, PhotoGuard's usual choice) or an image tensor whose latent is the target.
+
+    Args:
+        vae (AutoencoderKL): the editor's autoencoder (frozen here).
+        target: ``"gray"``, ``"zero"`` or an image tensor (resized to each photo).
+        max_side: the encoder's working size (longest side); None for the full size.
+
+    Shapes:
+        - objective(images): images (B, 3, H, W) in [0, 1]; the returned loss_fn maps (B, 3, H, W) -> (B,)
+        - target: (1, 3, h, w) in [0, 1] when an image
+
+    Examples:
+        >>> import torch
+        >>> from photoshield import models
+        >>> from photoshield.protect import EncoderProtection
+        >>> vae = models.load("autoencoder-small", device="cpu")
+        >>> photo = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        >>> loss_fn = EncoderProtection(vae, target="gray").objective(photo)
+        >>> losses = loss_fn(photo)
+        >>> losses.shape, bool((losses > 0).all()), bool(loss_fn(torch.full_like(photo, 0.5)).max() < 1e-6)
+        (torch.Size([2]), True, True)
     """
 
     def __init__(self, vae, target: Target = "gray", max_side: int | None = 512):
@@ -68,3 +89,6 @@ class EncoderAttack:
             return (self.encode(x_adv) - target).pow(2).flatten(1).mean(1)
 
         return loss_fn
+
+
+__getattr__ = renamed_getattr(__name__, globals(), ("EncoderAttack",))  # the old name, deprecated

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from photoshield.models import face as face_models
+from ..models import face as face_models
 
 __all__ = ["Faces", "face_boxes_mask", "face_region_mask", "find_faces"]
 

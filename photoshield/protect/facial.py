@@ -27,11 +27,12 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models import default_device, load
-from photoshield.models import face as face_models
-from photoshield.protect.objective import Objective
-from photoshield.protect.faces import Faces, face_boxes_mask, face_region_mask, find_faces  # noqa: F401
+from ..errors import PhotoshieldError
+from ..models import default_device, load
+from ..models import face as face_models
+from ._renamed import renamed_getattr
+from .objective import Objective
+from .faces import Faces, face_boxes_mask, face_region_mask, find_faces  # noqa: F401
 
 DLIB_SAME_PERSON_DISTANCE = 0.6
 
@@ -85,13 +86,13 @@ def _dlib_model(device: torch.device) -> IdentityModel:
 
 @lru_cache(maxsize=None)
 def _description(name: str, device: str) -> torch.nn.Module:
-    from photoshield.models.face_description import load_description
+    from ..models.face.description import load_description
 
     return load_description(f"face-{name}", device=device)
 
 
 def _description_model(name: str, device: torch.device) -> IdentityModel:
-    from photoshield.models.face_description import crop_faces
+    from ..models.face.description import crop_faces
 
     model = _description(name, str(device))
 
@@ -131,7 +132,7 @@ def default_ensemble(device: torch.device | str | None = None) -> list[IdentityM
 def arcface_model(path: str | Path, device: torch.device | str | None = None, weight: float = 1.0,
                   threshold: float = 0.3) -> IdentityModel:
     """An insightface IResNet checkpoint as an ensemble member (112x112 ArcFace chips; same person at cosine >= 0.3)."""
-    from photoshield.models.arcface import align_arcface
+    from ..models.face.arcface import align_arcface
 
     backbone = load("face-arcface", device=device, path=path)
 
@@ -141,7 +142,7 @@ def arcface_model(path: str | Path, device: torch.device | str | None = None, we
     return IdentityModel(f"arcface:{Path(path).stem}", backbone, cut, threshold, weight)
 
 
-class FacialAttack:
+class FacialProtection:
     """Build the identity objective for a batch over an ensemble of identity models.
 
     ``models``: shipped model names (default ``DEFAULT_ENSEMBLE``); ``exclude``: names to leave out
@@ -152,6 +153,38 @@ class FacialAttack:
     ``feature_weight``: weight of the mid-level feature term (cosine of a middle block's activations),
     which moves what different networks share. ``judges``: independent judges (never attacked) whose
     verdict on the protected photo goes into the report (``sface``, ``dlib``; ``()`` for none).
+
+    Args:
+        ensemble: ready identity models; None to build them from ``models`` and ``arcface``.
+        device: kept for callers; the models are loaded on the device of the images.
+        region: ``face`` (the perturbation stays in a dilated ellipse around each face) or ``image``.
+        dilation: the ellipse's size as a multiple of the landmarks' extent.
+        min_score: the face detector's score a face needs.
+        arcface: insightface IResNet checkpoint file(s) to add.
+        models: shipped identity model names (``identity_models()``).
+        exclude: names to leave out of ``models``.
+        margin: how far past its threshold, in units of (1 - threshold), a model still pulls.
+        balance: measure each model from its own threshold (False: the plain mean cosine).
+        jitter: alignment jitter per step, as a fraction of the face size.
+        feature_weight: weight of the mid-level feature term.
+        judges: independent judges for the report.
+        seed: seeds the jitter.
+
+    Shapes:
+        - objective(images): images (B, 3, H, W) in [0, 1]; its loss_fn (B, 3, H, W) -> (B,),
+          its mask (B, 1, H, W)
+
+    Raises:
+        PhotoshieldError: an unknown model, a judge named as a model, or an empty ensemble.
+
+    Examples:
+        >>> from photoshield import data
+        >>> from photoshield.image import resize_to
+        >>> from photoshield.protect import FacialProtection
+        >>> face = resize_to(data.sample("obama")[..., :256, 100:356], (112, 112))
+        >>> objective = FacialProtection(models=["dlib-resnet"], judges=()).objective(face)
+        >>> objective.info["faces"], objective.loss_fn(face).shape, objective.mask.shape
+        (1, torch.Size([1]), torch.Size([1, 1, 112, 112]))
     """
 
     def __init__(
@@ -264,7 +297,7 @@ class FacialAttack:
                     distance = (e - c).norm(dim=-1)
                     figures["dlib_distance"] = [round(v, 4) for v in distance.tolist()]
                     figures["dlib_faces_past_threshold"] = int((distance > DLIB_SAME_PERSON_DISTANCE).sum())
-            from photoshield.metrics import region_psnr, region_ssim
+            from ..metrics import region_psnr, region_ssim
 
             for judge in outsiders.names if outsiders else ():
                 scored = [outsiders.score(references[i], x[i : i + 1], [judge]).get(judge) for i in range(batch)]
@@ -328,7 +361,7 @@ class IdentityJudges:
                 if name == "sface":
                     self._models[name] = load("face-judge-sface")
                 elif name == "dlib":
-                    from photoshield.models.face_judge import DlibJudge
+                    from ..models.face.judge import DlibJudge
 
                     self._models[name] = DlibJudge()
                 else:
@@ -394,3 +427,6 @@ class IdentityJudges:
                 cosine = float(F.cosine_similarity(embedded, reference[name], dim=0))
                 result[name] = (cosine, cosine >= self.threshold(name))
         return result
+
+
+__getattr__ = renamed_getattr(__name__, globals(), ("FacialAttack",))  # the old name, deprecated

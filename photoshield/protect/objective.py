@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from photoshield.protect.optim import LossFn
+from .optim import LossFn
 
 
 @dataclass
@@ -24,6 +24,30 @@ class Objective:
     ``measure(x) -> dict`` gives human-readable figures for the report (e.g. identity
     distance to the clean face); ``target_loss`` lets the engine stop early; ``skip``
     marks images the method cannot protect (e.g. no face), which are left unchanged.
+
+    Args:
+        loss_fn: ``loss_fn(x_adv) -> (B,)`` losses, differentiable in ``x_adv``.
+        mask: where the perturbation may go, and how much of the budget each pixel gets.
+        measure: figures for the report, called on the clean and on the protected images.
+        target_loss: stop once every image's loss is at or below it.
+        skip: images to leave unchanged.
+        info: extra report entries.
+
+    Shapes:
+        - loss_fn: (B, 3, H, W) -> (B,)
+        - mask: (B or 1, 1, H, W) in [0, 1]
+        - skip: (B,) bool
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import Objective, PGDConfig, run_pgd
+        >>> top = torch.zeros(1, 1, 8, 8)
+        >>> top[..., :4, :] = 1  # only the top half may change
+        >>> objective = Objective(loss_fn=lambda x: x.mean(dim=(1, 2, 3)), mask=top)
+        >>> result = run_pgd(objective.loss_fn, torch.full((1, 3, 8, 8), 0.5), PGDConfig(steps=3, progress=False),
+        ...                  mask=objective.mask)
+        >>> bool(result.delta[..., 4:, :].eq(0).all()), bool(result.delta[..., :4, :].lt(0).all())
+        (True, True)
     """
 
     loss_fn: LossFn

@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 Shaper = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -26,7 +26,36 @@ Transform = Callable[..., torch.Tensor]
 
 @dataclass
 class PGDConfig:
-    """How to optimise a perturbation. ``epsilon`` and ``step_size`` are in [0, 1] pixel units."""
+    """How to optimise a perturbation. ``epsilon`` and ``step_size`` are in [0, 1] pixel units.
+
+    Args:
+        epsilon: the budget: L_inf bound per pixel, or the L_2 norm of the whole perturbation.
+        steps: optimisation steps (0: judge the clean images only).
+        norm: ``linf`` or ``l2``.
+        step_size: the base step; None for 2.5 * epsilon / steps (Madry et al.), at least epsilon / 50.
+        optimizer: ``sign`` (signed gradient, PGD) or ``adam``.
+        schedule: step size over the run: ``constant``, ``linear`` or ``cosine`` (down to 5 %).
+        momentum: MI-FGSM gradient momentum (0: none).
+        input_diversity: DI-FGSM probability of a random shrink-and-pad each step.
+        smooth_gradient: TI-FGSM Gaussian sigma in pixels applied to each gradient (0: none).
+        eot: transformations (e.g. attacks) sampled each step: expectation over transformations.
+        eot_samples: transformations averaged per step.
+        target_loss: stop an image once its loss is at or below this.
+        random_start: start from uniform noise inside the budget.
+        seed: seeds the engine's own randomness.
+        autocast: ``bf16`` or ``fp16`` mixed precision for the model's forward pass; None for float32.
+        progress: show a progress bar.
+        description: the progress bar's label.
+
+    Raises:
+        ValueError: an unknown choice, a non-positive epsilon, negative steps, or an L_inf epsilon above 1.
+
+    Examples:
+        >>> from photoshield.protect import PGDConfig
+        >>> config = PGDConfig(epsilon=8 / 255, steps=10, schedule="cosine")
+        >>> round(config.base_step() * 255, 2), round(config.step_at(9) * 255, 2)
+        (2.0, 0.1)
+    """
 
     epsilon: float = 8 / 255
     steps: int = 50
@@ -79,7 +108,31 @@ class PGDConfig:
 
 @dataclass
 class PGDResult:
-    """The best perturbation found per image, with the loss history."""
+    """The best perturbation found per image, with the loss history.
+
+    Args:
+        delta: the perturbation kept for each image (the lowest loss seen).
+        adversarial: ``images + delta``.
+        loss_before: each image's loss before any step.
+        loss_after: each image's loss with ``delta``.
+        history: the batch's mean loss at each step.
+        steps_run: steps taken (fewer after an early stop or Ctrl-C).
+        seconds: time spent.
+        interrupted: stopped by Ctrl-C.
+        early_stopped: every image reached ``target_loss``.
+
+    Shapes:
+        - delta, adversarial: (B, 3, H, W)
+        - loss_before, loss_after: (B,)
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import PGDConfig, run_pgd
+        >>> result = run_pgd(lambda x: x.mean(dim=(1, 2, 3)), torch.full((2, 3, 8, 8), 0.5),
+        ...                  PGDConfig(steps=3, progress=False))
+        >>> result.steps_run, len(result.history), result.loss_after.shape
+        (3, 3, torch.Size([2]))
+    """
 
     delta: torch.Tensor
     adversarial: torch.Tensor
@@ -208,6 +261,29 @@ def run_pgd(
     EOT when configured) judges the perturbation it was computed on; at the end the best
     candidate and the final perturbation are judged again without gradients (so without
     an objective's own randomness) and the better one is kept.
+
+    Args:
+        loss_fn: ``loss_fn(x_adv) -> (B,)`` losses, lower is better for the protector.
+        images: the clean images (not changed).
+        config: the budget and step rule; None for ``PGDConfig()``.
+        mask: where the perturbation may go (see above); None for everywhere.
+        shaping: reshapes each update before the projection.
+
+    Shapes:
+        - images: (B, 3, H, W) in [0, 1]
+        - mask: (B or 1, 1, H, W) in [0, 1]
+        - loss_fn output: (B,)
+
+    Returns:
+        The result, a :class:`PGDResult`; ``images + result.delta`` stays in [0, 1] and inside the budget.
+
+    Examples:
+        >>> import torch
+        >>> from photoshield.protect import PGDConfig, run_pgd
+        >>> images = torch.full((1, 3, 8, 8), 0.5)
+        >>> result = run_pgd(lambda x: x.mean(dim=(1, 2, 3)), images, PGDConfig(epsilon=4 / 255, steps=5, progress=False))
+        >>> round(float(result.delta.abs().max()) * 255, 3), bool(result.loss_after < result.loss_before)
+        (4.0, True)
     """
     config = config or PGDConfig()
     images = images.detach()
@@ -250,7 +326,7 @@ def run_pgd(
         elif bool(improved.any()):
             best["delta"] = torch.where(improved.view(-1, 1, 1, 1), candidate, best["delta"])
 
-    progress = tqdm(total=config.steps, desc=config.description, disable=not config.progress, leave=False)
+    progress = tqdm(total=config.steps, desc=config.description, unit="step", disable=not config.progress, leave=False)
     try:
         for step in range(config.steps):
             loss = _check_loss(_expected_loss(loss_fn, images + delta, config, generator), batch)
@@ -310,7 +386,6 @@ def run_pgd(
                 else:
                     delta = new_delta.requires_grad_(True)
             progress.update(1)
-            progress.set_postfix(loss=f"{history[-1]:.4f}")
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -15,6 +15,8 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from ._renamed import renamed_getattr
+
 BLOCK = 8
 
 
@@ -104,8 +106,8 @@ class DCTLowPass:
         return dct_lowpass(update, self.keep)
 
 
-class Compose:
-    """Apply several shapers in order."""
+class ComposeShapers:
+    """Apply several update shapers in order: ``ComposeShapers(EdgeBlur(), DCTLowPass())(update, images)``."""
 
     def __init__(self, *shapers):
         self.shapers = [s for s in shapers if s is not None]
@@ -146,6 +148,9 @@ def high_frequency_ratio(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
     return (energy * high).flatten(1).sum(1) / energy.flatten(1).sum(1).clamp_min(1e-20)
 
 
-def faceshield_shaper(kernel_size: int = 9, sigma: float = 5.0, keep: int = 25) -> Compose:
+def faceshield_shaper(kernel_size: int = 9, sigma: float = 5.0, keep: int = 25) -> ComposeShapers:
     """FaceShield's shaping: edge-region Gaussian blur of each step, then 8x8 DCT low-pass."""
-    return Compose(EdgeBlur(kernel_size, sigma), DCTLowPass(keep))
+    return ComposeShapers(EdgeBlur(kernel_size, sigma), DCTLowPass(keep))
+
+
+__getattr__ = renamed_getattr(__name__, globals(), ("Compose",))  # the old name, deprecated

@@ -13,11 +13,11 @@ ships them through the registry:
 ``editor-unet-small``
     a diffusers ``UNet2DConditionModel`` with self- and cross-attention inside a real
     ``StableDiffusionImg2ImgPipeline`` (DDIM, v-prediction). A small CLIP text encoder, trained with it,
-    turns the edit prompts of :data:`photoshield.models.edits.EDIT_PROMPTS` into the learned class
+    turns the edit prompts of :data:`photoshield.models.diffusion.edits.EDIT_PROMPTS` into the learned class
     embeddings its cross-attention reads; the empty prompt is the identity (for classifier-free guidance).
     It runs as an SDEdit editor: the photo's latents are noised to ``strength`` and denoised into the edit.
 
-Both use the in-memory tokenizers of :mod:`photoshield.models.text_encoders`, and the Kontext
+Both use the in-memory tokenizers of :mod:`photoshield.models.diffusion.text_encoders`, and the Kontext
 editor its small random (frozen, shipped) text encoders: with one edit the prompt is a fixed input.
 One safetensors file per editor holds the trained networks and their configs; the autoencoder is loaded
 from the registry and checked against the one the editor was trained on.
@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.diffusion import Editor, pipeline_class
-from photoshield.models.text_encoders import T5_LENGTH, clip_tokenizer, small_clip_text_encoder, small_t5_encoder, t5_tokenizer
+from ...errors import PhotoshieldError
+from .editor import Editor, pipeline_class
+from .text_encoders import T5_LENGTH, clip_tokenizer, small_clip_text_encoder, small_t5_encoder, t5_tokenizer
 
 __all__ = [
     "KONTEXT_PROMPT",
@@ -104,7 +104,7 @@ def _scheduler(kind: str):
 
 def _shared_autoencoder(device: str | torch.device = "cpu") -> torch.nn.Module:
     """``autoencoder-small`` with a zero latent shift (Flux pipelines subtract ``shift_factor``)."""
-    from photoshield.models.registry import load
+    from ..registry import load
 
     vae = load("autoencoder-small", device=device)
     vae.register_to_config(shift_factor=0.0)
@@ -127,7 +127,7 @@ def new_networks(kind: str, configs: dict[str, dict[str, Any]], seed: int = 0) -
 
 
 def default_configs(kind: str) -> dict[str, dict[str, Any]]:
-    """Constructor configs of an editor kind's networks (the text encoders of :mod:`photoshield.models.text_encoders`)."""
+    """Constructor configs of an editor kind's networks (the text encoders of :mod:`photoshield.models.diffusion.text_encoders`)."""
     configs = {"text_encoder": small_clip_text_encoder(0).config.to_diff_dict()}
     if kind == "flux-kontext":
         configs["text_encoder_2"] = small_t5_encoder(0).config.to_diff_dict()
@@ -152,7 +152,7 @@ def editor_components(kind: str, networks: dict[str, torch.nn.Module], vae: torc
 
 
 def _config_dict(module: torch.nn.Module) -> dict[str, Any]:
-    from photoshield.models.autoencoder import public_config
+    from ..autoencoder import public_config
 
     config = module.config
     return config.to_diff_dict() if hasattr(config, "to_diff_dict") else public_config(module)  # transformers / diffusers
@@ -163,7 +163,7 @@ def save_editor(kind: str, networks: dict[str, torch.nn.Module], path: str | os.
     """Write an editor's networks and configs to one safetensors file (atomically)."""
     from safetensors.torch import save_file
 
-    from photoshield.models.registry import find, sha256_of
+    from ..registry import find, sha256_of
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def save_editor(kind: str, networks: dict[str, torch.nn.Module], path: str | os.
 
 def read_editor_file(path: str | os.PathLike) -> tuple[str, dict[str, dict[str, Any]], dict[str, str]]:
     """The kind, network configs and metadata of a file written by :func:`save_editor`."""
-    from photoshield.models.registry import safetensors_metadata
+    from ..registry import safetensors_metadata
 
     path = Path(path)
     metadata = safetensors_metadata(path, "editor file")
@@ -224,7 +224,7 @@ def build_editor(kind: str, networks: dict[str, torch.nn.Module], device: str | 
 
 def load_editor_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
     """Registry loader for the small editors: a photoshield ``Editor`` over a real diffusers pipeline."""
-    from photoshield.models.registry import find, sha256_of
+    from ..registry import find, sha256_of
 
     kind, networks, metadata = load_networks(path, device)
     autoencoder = find("autoencoder-small")
@@ -236,7 +236,7 @@ def load_editor_file(path: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 def _register() -> None:
-    from photoshield.models.registry import Checkpoint, register
+    from ..registry import Checkpoint, register
 
     descriptions = {
         "editor-kontext-small": ("in-context DiT editor (Flux Kontext style), warm colour grade, 128 px",

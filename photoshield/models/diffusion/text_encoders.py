@@ -2,7 +2,7 @@
 
 No tokenizer files can be had on these machines, so both tokenizers are built in memory: a byte-level
 BPE CLIP tokenizer over the 256 byte symbols and a unigram T5 tokenizer over printable ASCII. The small
-editors (:mod:`photoshield.models.editors`) ship text encoders of these sizes (Kontext: random and
+editors (:mod:`photoshield.models.diffusion.small_editors`) ship text encoders of these sizes (Kontext: random and
 frozen; UNet: trained), and the tiny random pipelines of :mod:`photoshield.testing` use the same ones.
 """
 

@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 from kornia.geometry.transform import warp_affine
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.face import ARCFACE_TEMPLATE, similarity_transform
-from photoshield.models.registry import Checkpoint, load_state_dict, register
+from ...errors import PhotoshieldError
+from .dlib_port import ARCFACE_TEMPLATE, similarity_transform
+from ..registry import Checkpoint, load_state_dict, register
 
 CHIP_SIZE = 112
 

@@ -54,8 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.registry import Checkpoint, load, load_state_dict, register, safetensors_metadata
+from ...errors import PhotoshieldError
+from ..registry import Checkpoint, load, load_state_dict, register, safetensors_metadata
 
 __all__ = [
     "DESCRIPTION_MODELS",

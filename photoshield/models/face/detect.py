@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.registry import Checkpoint, load, register
+from ...errors import PhotoshieldError
+from ..registry import Checkpoint, load, register
 
 __all__ = ["FaceDetector", "ONet", "PNet", "RNet", "build_detector", "detect_faces", "nms"]
 

@@ -7,8 +7,13 @@ face-api's 68-point landmark net. Alignment follows dlib's ``get_face_chip_detai
 dlib convention holds for distances: the same person is below 0.6 (Euclidean, unnormalised).
 
 Everything from image pixels to descriptors is differentiable (the alignment transform itself
-is computed from detached landmarks). Face detection lives in :mod:`photoshield.models.face_detect`
-and is re-exported here; the black-box SFace judge lives in :mod:`photoshield.models.face_judge`.
+is computed from detached landmarks). Face detection lives in :mod:`.detect` (MTCNN); the
+black-box SFace judge in :mod:`.judge`. :mod:`photoshield.models.face` re-exports this module's names::
+
+    from photoshield.models import face
+
+    descriptors = face.embed_faces(images)            # (N, 128), the main face of each image
+    same = face.identity_distance(descriptors[0], descriptors[1]) < face.SAME_PERSON_DISTANCE
 """
 
 from __future__ import annotations
@@ -22,26 +27,30 @@ import torch.nn.functional as F
 from kornia.geometry.transform import pyrdown, warp_affine
 from torch import nn
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.registry import Checkpoint, load, load_state_dict, register
+from ...errors import PhotoshieldError
+from ..registry import Checkpoint, load, load_state_dict, register
+from .detect import detect_faces
 
 FACE_API_SOURCE = "npm @vladmandic/face-api 1.7.15"
 MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's / face-api's per-channel means, 0-255 units
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold on the Euclidean distance of two descriptors
 
 __all__ = [
+    "ARCFACE_TEMPLATE",
     "FaceEmbedder",
     "FaceLandmarks68",
-    "FaceDetector",  # noqa: F822  (served lazily by __getattr__ from face_detect)
     "SAME_PERSON_DISTANCE",
     "align_faces",
+    "build_embedder",
+    "build_landmarks",
+    "cached_model",
     "dequantize",
-    "detect_faces",
     "embed_faces",
     "face_template",
     "identity_cosine",
     "identity_distance",
     "landmarks68",
+    "similarity_transform",
 ]
 
 
@@ -440,21 +449,6 @@ def _landmarks_in_boxes(
     inside_y = (grid >= low[:, 1:]) & (grid < high[:, 1:])
     crops = crops * (inside_y[:, None, :, None] & inside_x[:, None, None, :]).to(crops.dtype)
     return model(crops) * side[:, None, None] + origin[:, None, :]
-
-
-def detect_faces(images: torch.Tensor, **kwargs: Any) -> list[dict[str, torch.Tensor]]:
-    """Detect faces (MTCNN): per image a dict of ``boxes`` (N, 4), ``scores`` (N,), ``landmarks`` (N, 5, 2)."""
-    from photoshield.models.face_detect import detect_faces as _detect
-
-    return _detect(images, **kwargs)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "FaceDetector":  # re-exported lazily: face_detect is its own module
-        from photoshield.models.face_detect import FaceDetector
-
-        return FaceDetector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _main_faces(images: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from photoshield.errors import PhotoshieldError
-from photoshield.models.face import ARCFACE_TEMPLATE, similarity_transform
-from photoshield.models.registry import Checkpoint, load, register
+from ...errors import PhotoshieldError
+from .dlib_port import ARCFACE_TEMPLATE, similarity_transform
+from ..registry import Checkpoint, load, register
 
 SFACE_SAME_PERSON_COSINE = 0.363  # OpenCV's cosine threshold for SFace (L2 threshold 1.128 on unit vectors)
 

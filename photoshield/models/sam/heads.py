@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photoshield.models.sam_tinyvit import LayerNorm2d
+from .tinyvit import LayerNorm2d
 
 
 class RandomFourierEncoding(nn.Module):

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from photoshield.image import check_image
-from photoshield.models.sam import LiteMedSAM, Segmenter, SegmenterFeatures
+from ...image import check_image
+from .segmenter import LiteMedSAM, Segmenter, SegmenterFeatures
 
 __all__ = ["Prompts", "draw_prompts", "mask_iou", "predict_prompts", "propose_masks", "segmentation_agreement", "supports_points"]
 

@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photoshield.errors import ModelNotFoundError, PhotoshieldError
-from photoshield.image import check_image, resize_to
-from photoshield.models import registry
-from photoshield.models.sam_heads import MaskDecoder, PromptEncoder
-from photoshield.models.sam_tinyvit import TinyViT
+from ...errors import ModelNotFoundError, PhotoshieldError
+from ...image import check_image, resize_to
+from .. import registry
+from .heads import MaskDecoder, PromptEncoder
+from .tinyvit import TinyViT
 
 if TYPE_CHECKING:
     from transformers import SamModel
