@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.photoshield-installed
 
-.PHONY: setup demo lint test bench clean
+.PHONY: setup demo lint test bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
+# The documentation site (mkdocs.yml, docs/) into site/, offline: --strict (warnings are errors) when that
+# passes, else a plain build that still lists the warnings.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site || { echo "make docs: strict build failed, building without --strict"; \
+		$(BIN)/mkdocs build --site-dir site; }
+
 clean:
-	rm -rf $(VENV) photoshield-demo .pytest_cache
+	rm -rf $(VENV) photoshield-demo .pytest_cache site

@@ -1,4 +1,4 @@
-"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``protect``, ``evaluate``, ``watermark``, ``demo``.
+"""The ``photoshield`` command line: ``info``, ``models``, ``attack``, ``protect``, ``evaluate``, ``watermark``, ``demo``, ``app``.
 
 Every error photoshield raises on purpose prints one line and exits non-zero;
 tracebacks are kept for real bugs (set PHOTOSHIELD_DEBUG=1 to see them always).
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from photoshield.errors import PhotoshieldError
+from .errors import PhotoshieldError
 
 EXIT_FAILED = 1  # some files or rows failed, or a photo came out unchanged; the rest was done
 EXIT_ERROR = 2  # nothing was done: bad arguments or input
@@ -70,10 +70,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     import torch
 
-    import photoshield
-    from photoshield.models import checkpoints, default_device, find
+    from . import __version__
+    from .models import checkpoints, default_device, find
 
-    versions = {"photoshield": photoshield.__version__, "python": platform.python_version(), "torch": torch.__version__}
+    versions = {"photoshield": __version__, "python": platform.python_version(), "torch": torch.__version__}
     for module in ("diffusers", "transformers", "accelerate", "kornia", "imagecodecs", "PIL", "numpy"):
         try:
             versions[module] = __import__(module).__version__
@@ -89,16 +89,31 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from photoshield.models import checkpoints, find
+    """The model registry as a table: name, present, task and license in 100 columns (``--long``: every
+    field in full, with the source)."""
+    from .models import checkpoints, find
 
-    rows = [("name", "task", "source", "license", "present")]
+    rows = [("name", "present", "task", "license", "source")]
     for checkpoint in checkpoints():
         location = find(checkpoint.name)
-        rows.append((checkpoint.name, checkpoint.task, checkpoint.source, checkpoint.license, "yes" if location else "no"))
+        rows.append((checkpoint.name, "yes" if location else "no", checkpoint.task, checkpoint.license, checkpoint.source))
+    if not getattr(args, "long", False):
+        rows = [(name, present, task, license.split(" (")[0]) for name, present, task, license, _ in rows]  # licence, no note
+        fixed = max(len(row[0]) for row in rows) + len("present") + max(len(row[3]) for row in rows) + 3 * 2
+        task_width = max(16, MODELS_LIST_WIDTH - fixed)
+        rows = [(name, present, _clip(task, task_width), license) for name, present, task, license in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
+
+
+MODELS_LIST_WIDTH = 100
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in "..." when cut."""
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 # ----------------------------------------------------------------------------- files and folders
@@ -118,8 +133,8 @@ def plan_outputs(inputs: Path, output: Path, fmt: str | None, output_is_folder: 
     A single file goes to ``output`` itself, or into it when it is a folder (``output_is_folder``: the
     user wrote a trailing slash). ``fmt`` replaces the extension of every target.
     """
-    from photoshield.errors import ImageError
-    from photoshield.io import list_images
+    from .errors import ImageError
+    from .io import list_images
 
     if inputs.is_dir():
         files = list_images(inputs, recursive=True)
@@ -137,8 +152,8 @@ def plan_outputs(inputs: Path, output: Path, fmt: str | None, output_is_folder: 
 def check_outputs(pairs: Sequence[tuple[Path, Path]]) -> None:
     """Refuse, before any work, outputs that cannot be written: unknown extension, an input file, a folder,
     two inputs onto one output, or a place that is not a writable folder."""
-    from photoshield.errors import ImageError
-    from photoshield.io import SUPPORTED_WRITE_EXTENSIONS
+    from .errors import ImageError
+    from .io import SUPPORTED_WRITE_EXTENSIONS
 
     def identity(path: Path) -> tuple[int, int] | None:
         try:
@@ -200,15 +215,17 @@ def _naming(source: Path, error: BaseException) -> str:
     return message if str(source) in message else f"{source}: {message}"
 
 
-def run_batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], desc: str, folder: bool) -> BatchOutcome:
+def run_batch(pairs: Sequence[tuple[Path, Path]], work: Callable[[Path, Path], None], desc: str, folder: bool,
+              progress: bool = True) -> BatchOutcome:
     """Run ``work(source, target)`` on every pair. In a folder run a file that fails is recorded and the run
-    goes on; a single file's error is raised as it is. Ctrl-C (KeyboardInterrupt) stops the run at once."""
-    from tqdm.auto import tqdm
+    goes on; a single file's error is raised as it is. Ctrl-C (KeyboardInterrupt) stops the run at once.
+    Two or more files show a bar labelled ``desc`` counting photos (``progress=False``: none)."""
+    from .progress import tqdm
 
-    from photoshield.errors import ChecksumError, ModelNotFoundError
+    from .errors import ChecksumError, ModelNotFoundError
 
     outcome = BatchOutcome(total=len(pairs))
-    for source, target in tqdm(pairs, desc=desc, unit="img", disable=len(pairs) < 2):
+    for source, target in tqdm(pairs, desc=desc, unit="photo", disable=len(pairs) < 2 or not progress):
         try:
             work(source, target)
         except KeyboardInterrupt:
@@ -244,10 +261,13 @@ def finish_batch(outcome: BatchOutcome) -> int:
 
 
 def _say(text: str, err: bool = False) -> None:
-    """Print a line to stdout (``err``: stderr) without breaking a progress bar."""
-    from tqdm.auto import tqdm
+    """Print a line to stdout (``err``: stderr) without breaking a progress bar, and flush it: a report reaches
+    a pipe (``| tee log``) as the photo finishes, not when the run ends."""
+    from .progress import tqdm
 
-    tqdm.write(text, file=sys.stderr if err else sys.stdout)
+    stream = sys.stderr if err else sys.stdout
+    tqdm.write(text, file=stream)
+    stream.flush()
 
 
 # ----------------------------------------------------------------------------- attack
@@ -256,8 +276,8 @@ def _say(text: str, err: bool = False) -> None:
 def cmd_attack(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from photoshield import attacks
-    from photoshield.io import read_photo, write_image
+    from . import attacks
+    from .io import read_photo, write_image
 
     if args.list:
         for name in attacks.names():
@@ -303,18 +323,36 @@ def _default_protect_output(source: Path) -> Path:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A protection report as aligned ``key: value`` lines."""
-    width = max(len(key) for key in report)
-    return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in report.items())
+    """A protection report in plain language, indented under the photo's name (``--json`` gives the raw one)."""
+    from .reporting import protection_text
+
+    return "\n".join(f"  {line}" for line in protection_text(report).splitlines())
+
+
+def check_report_path(report: str | None, overwrite: bool, pairs: Sequence[tuple[Path, Path]]) -> Path | None:
+    """Refuse, before any work, a ``--report`` path that is not .json/.csv, exists (without ``--overwrite``),
+    or is one of the photos read or written."""
+    if report is None:
+        return None
+    path = Path(report)
+    if path.suffix.lower() not in (".json", ".csv"):
+        raise PhotoshieldError(f"--report {report}: give a .json or .csv file name")
+    if path.is_dir():
+        raise PhotoshieldError(f"--report {report}: is a folder; give a .json or .csv file name")
+    if path.resolve() in {p.resolve() for pair in pairs for p in pair}:
+        raise PhotoshieldError(f"--report {report}: is one of the photos read or written")
+    if path.exists() and not overwrite:
+        raise PhotoshieldError(f"--report {report}: already exists; pass --overwrite to replace it")
+    return path
 
 
 #: The classes and functions whose keyword parameters each protection method accepts (with the
 #: registered builder's own): unknown ``--name value`` flags are refused before any work.
 _METHOD_SIGNATURES = {
-    "facial": ("photoshield.protect.facial:FacialAttack",),
-    "encoder": ("photoshield.protect.encoder:EncoderAttack",),
-    "attention": ("photoshield.protect.attention:attention_objective", "photoshield.protect.attention:AttentionAttack"),
-    "deformation": ("photoshield.protect.deformation:deformation_objective", "photoshield.protect.deformation:DeformationAttack"),
+    "facial": ("photoshield.protect.facial:FacialProtection",),
+    "encoder": ("photoshield.protect.encoder:EncoderProtection",),
+    "attention": ("photoshield.protect.attention:attention_objective", "photoshield.protect.attention:AttentionProtection"),
+    "deformation": ("photoshield.protect.deformation:deformation_objective", "photoshield.protect.deformation:DeformationProtection"),
 }
 #: Engine settings protect() takes besides the method's own (PGDConfig fields are added).
 _ENGINE_PARAMETERS = {"shaping", "eot", "step_fraction", "device"}
@@ -328,8 +366,8 @@ def protect_parameters(method: str) -> list[str] | None:
     import importlib
     import inspect
 
-    from photoshield.protect import api
-    from photoshield.protect.optim import PGDConfig
+    from .protect import api
+    from .protect.optim import PGDConfig
 
     callables = [api._METHODS[method]]
     for reference in _METHOD_SIGNATURES.get(method, ()):
@@ -359,17 +397,48 @@ def check_protect_options(method: str, options: dict[str, Any]) -> None:
         )
 
 
+PROTECT_DESCRIPTION = """\
+Add an imperceptible change to a photo so that AI models cannot use it: face recognition and
+face swaps lose the face (the default, --method facial), diffusion editors produce broken
+edits, segmentation cannot cut it out. Writes PNG (IN.protected.png next to the photo, or
+IN_protected/ for a folder), never overwrites the input, and prints what the protection
+achieved for each photo as it finishes; a folder ends with one table. Method options are
+passed as --name value flags."""
+
+def _describe_presets_in_help(parser: argparse.ArgumentParser) -> None:
+    """Add :func:`preset_help` to ``parser``'s help when the help is shown (it reads the presets, which imports
+    torch: not on every command line)."""
+    plain = parser.format_help
+
+    def format_help() -> str:
+        from .reporting import preset_help
+
+        parser.epilog = preset_help() + "\n\n" + PROTECT_EPILOG
+        return plain()
+
+    parser.format_help = format_help  # type: ignore[method-assign]
+
+
+PROTECT_EPILOG = """\
+exit status: 0 done; 1 a file failed or a photo came out unchanged (the others are still
+done); 2 bad arguments; 130 Ctrl-C (the photo being protected is not written)."""
+
+
 def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
-    from photoshield.io import read_photo, write_image
-    from photoshield.protect import protect
-    from photoshield.protect.api import PRESETS, methods
+    import json
+    import time
+
+    from .io import read_photo, write_image
+    from .protect import protect
+    from .protect.api import PRESETS, methods
+    from .reporting import PhotoEntry, batch_table, json_document, write_batch_report
 
     if args.method not in methods():
         raise PhotoshieldError(f"unknown protection method {args.method!r}; choose one of {', '.join(methods())}")
     if args.preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     if not 0 < args.epsilon <= 255:
-        raise PhotoshieldError(f"--epsilon is an L_inf budget in 0-255 pixel units (e.g. 8); got {args.epsilon:g}")
+        raise PhotoshieldError(f"--epsilon is how much each pixel may change, out of 255 (e.g. 8); got {args.epsilon:g}")
     if args.steps is not None and args.steps < 0:
         raise PhotoshieldError(f"--steps must be 0 or more, got {args.steps}")
     options = parse_extra_params(extra)
@@ -386,27 +455,47 @@ def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
     fmt = args.format or ("png" if source.is_dir() or into_folder or not args.output else None)
     pairs, folder = plan_outputs(source, output, fmt, into_folder)
     check_outputs(pairs)
+    report_path = check_report_path(args.report, args.overwrite, pairs)
     warn_if_lossy(pairs, "protection")
-    unchanged: list[Path] = []
+    entries: dict[Path, PhotoEntry] = {}
 
     def work(source: Path, target: Path) -> None:
+        started = time.perf_counter()
         photo = read_photo(source)
         result = protect(photo.pixels, method=args.method, epsilon=args.epsilon / 255.0, steps=args.steps,
                          preset=args.preset, seed=args.seed, progress=not args.quiet, **options)
         if result.report.get("interrupted"):  # Ctrl-C stopped the optimisation: the photo is only partly done
             raise KeyboardInterrupt
         write_image(result.image, target, metadata=photo)
-        _say(f"{source} -> {target}")
-        _say(format_report(result.report))
-        if result.report.get("status") == "unchanged":
-            unchanged.append(source)
+        unchanged = result.report.get("status") == "unchanged"
+        entries[source] = PhotoEntry(str(source), str(target), "unchanged" if unchanged else "written",
+                                     time.perf_counter() - started, report=result.report)
+        if args.json:  # the raw report, one JSON document per line, as each photo finishes
+            _say(json.dumps(json_document({"file": str(source), "output": str(target), "report": result.report})))
+        else:
+            _say(f"{source} -> {target}")
+            _say(format_report(result.report))
+        if unchanged:
             _say(f"photoshield: warning: {source}: unchanged, not protected: {result.report.get('reason')}", err=True)
 
-    outcome = run_batch(pairs, work, desc=f"protect ({args.method})", folder=folder)
+    outcome = run_batch(pairs, work, desc="photos", folder=folder, progress=not args.quiet)
+    for failed, reason in outcome.failed:
+        entries[failed] = PhotoEntry(str(failed), status="failed", reason=reason)
+    if outcome.interrupted is not None:
+        entries[outcome.interrupted] = PhotoEntry(str(outcome.interrupted), status="interrupted", reason="not written")
+    ordered = [entries[source] for source, _ in pairs if source in entries]
+    if len(pairs) > 1 and not args.json:
+        print("\n" + batch_table(ordered, root=source if folder else None))
+    if report_path is not None:
+        settings = {"method": args.method, "preset": args.preset, "epsilon_255": args.epsilon, "steps": args.steps,
+                    "seed": args.seed, "options": options}
+        write_batch_report(ordered, report_path, settings)
+        print(f"report: {report_path}", file=sys.stderr if args.json else sys.stdout)
     status = finish_batch(outcome)
+    unchanged = [entry.file for entry in ordered if entry.status == "unchanged"]
     if unchanged and status != EXIT_INTERRUPTED:  # written as they came out, but not protected: say so in the status
         print(f"photoshield: {len(unchanged)} of {len(pairs)} photos came out unchanged (not protected): "
-              f"{', '.join(str(path) for path in unchanged[:5])}{' ...' if len(unchanged) > 5 else ''}", file=sys.stderr)
+              f"{', '.join(unchanged[:5])}{' ...' if len(unchanged) > 5 else ''}", file=sys.stderr)
         return EXIT_FAILED
     return status
 
@@ -419,7 +508,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     Exit status 1 when rows failed (their status is ``error: ...``), unless ``--allow-failures``.
     """
-    from photoshield.evaluate.runner import EvalConfig, run
+    from .evaluate.runner import EvalConfig, run
 
     config = EvalConfig.from_yaml(args.config) if args.config else EvalConfig()
     overrides = {
@@ -465,29 +554,22 @@ def cmd_watermark(args: argparse.Namespace) -> int:
     """``watermark embed IN -o OUT --message TEXT`` (a file or a folder) / ``watermark verify IN``: exit 0 detected, 1 not."""
     if args.watermark_command == "embed":
         return _watermark_embed(args)
-    from photoshield.watermark import load, verify
+    from .watermark import load, verify
 
     model = load(args.model, verify=not args.no_verify) if args.model else None
     if args.search and not args.message:
         raise PhotoshieldError("--search needs --message: the search ranks crops and rotations by the bits that match it")
     result = verify(args.input, message=args.message, key=args.key, fpr=args.fpr, model=model, search=args.search)
-    accuracy = "n/a" if result.bit_accuracy is None else f"{100 * result.bit_accuracy:.2f} %"
-    print(f"message:      {result.message!r}" if result.message is not None else "message:      (none decoded)")
-    print(f"bit accuracy: {accuracy} of {result.n_bits} bits" + ("" if args.message else " (vs the nearest valid codeword)"))
-    print(f"p-value:      {result.p_value:.3g}")
-    if result.geometry != "as is":
-        print(f"read through: {result.geometry}")
-    other = getattr(result, "other_message", None)
-    if args.message is not None and other is not None:  # a valid mark, but of someone else's message
-        print(f"decision:     marked, with a different message: {other!r}")
-        return EXIT_NOT_DETECTED
-    print(f"decision:     {'DETECTED' if result.detected else 'not detected'} at false-positive rate {args.fpr:g}")
+    from .reporting import verify_lines
+
+    for label, text in verify_lines(result, args.message, args.key, searched=args.search):
+        print(f"{label + ':':13s} {text}")
     return 0 if result.detected else EXIT_NOT_DETECTED
 
 
 def _watermark_embed(args: argparse.Namespace) -> int:
-    from photoshield.io import read_photo, write_image
-    from photoshield.watermark import DEFAULT_REFINE_STEPS, embed, load, payload
+    from .io import read_photo, write_image
+    from .watermark import DEFAULT_REFINE_STEPS, embed, load, payload
 
     model = load(args.model or "watermark-diffmark", verify=not args.no_verify)
     # A message or key the payload cannot carry fails every file alike: refuse it before any work.
@@ -497,19 +579,27 @@ def _watermark_embed(args: argparse.Namespace) -> int:
     warn_if_lossy(pairs, "watermark")
     through = []
     if args.refine_for_crops:
-        from photoshield.watermark.sync import realigned_crops
+        from .watermark.sync import realigned_crops
 
         through = realigned_crops(seed=args.seed)
 
+    from .metrics import psnr
+    from .reporting import key_fingerprint
+
+    _say(f"message {args.message!r}, key {key_fingerprint(args.key)}" + ("" if args.key is None else
+         " (first 8 hex digits of its sha256: compare them to check you used the same key; the key itself stays secret)"))
+
     def work(source: Path, target: Path) -> None:
         photo = read_photo(source)
-        marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, model=model, seed=args.seed,
+        marked = embed(photo.pixels, args.message, key=args.key, strength=args.strength, psnr=args.psnr, model=model,
+                       seed=args.seed,
                        refine_steps=DEFAULT_REFINE_STEPS if args.refine_steps is None else args.refine_steps,
                        refine_through=through)
         write_image(marked, target, quality=args.quality, metadata=photo)
-        _say(f"{source} -> {target}")
+        quality = psnr(photo.pixels, marked).item()
+        _say(f"{source} -> {target}  (marked with {args.message!r}, PSNR {quality:.1f} dB; 40 dB and up is hard to see)")
 
-    return finish_batch(run_batch(pairs, work, desc="watermark embed", folder=folder))
+    return finish_batch(run_batch(pairs, work, desc="photos", folder=folder))
 
 
 # ----------------------------------------------------------------------------- demo
@@ -519,12 +609,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the main job on a bundled face photo: protect it, print the report, then attack it."""
     import torch
 
-    from photoshield import attacks, data
-    from photoshield.evaluate.metrics import psnr
-    from photoshield.io import read_photo, write_image
-    from photoshield.protect import protect
-    from photoshield.protect.api import PRESETS
-    from photoshield.protect.facial import IdentityJudges
+    from . import attacks, data
+    from .evaluate.metrics import psnr
+    from .io import read_photo, write_image
+    from .protect import protect
+    from .protect.api import PRESETS
+    from .protect.facial import IdentityJudges
 
     if args.preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
@@ -565,24 +655,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- app
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the local web app (the ``app`` extra) and serve it until Ctrl-C."""
+    from .app import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"photoshield: warning: listening on {args.host}: anyone who can reach this computer on port "
+              f"{args.port} can use the app and read the photos it writes", file=sys.stderr)
+    app, url = serve(args.host, args.port, args.output)
+    print(f"photoshield app: open {url} in a browser (Ctrl-C stops it)")
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import photoshield
+    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="photoshield",
         description="Protect photos before they are shared: adversarial protection, watermarks, attack simulations.",
     )
-    parser.add_argument("--version", action="version", version=f"photoshield {photoshield.__version__}")
+    parser.add_argument("--version", action="version", version=f"photoshield {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     commands.add_parser("info", help="versions, device and available models")
 
     models = commands.add_parser("models", help="list the model registry")
     models_commands = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
-    models_commands.add_parser("list", help="name, task, source, license and whether each checkpoint is present")
+    models_list = models_commands.add_parser("list", help="each checkpoint: name, whether it is present, task, license")
+    models_list.add_argument("--long", action="store_true", help="every field in full, with where each comes from (wide)")
 
     attack = commands.add_parser(
         "attack",
@@ -602,28 +712,33 @@ def build_parser() -> argparse.ArgumentParser:
     protect = commands.add_parser(
         "protect",
         help="protect a photo (or a folder) before upload",
-        description="Add an imperceptible perturbation so AI models cannot use the photo. "
-        "Writes PNG by default (IN.protected.png next to the input, or IN_protected/ for a folder) and never "
-        "overwrites the input. Method options are passed as --name value flags. Exit status: 0 done, 1 when a "
-        "file failed or a photo came out unchanged (the others are still done), 2 on bad arguments, 130 on Ctrl-C "
-        "(the photo being protected is not written).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=PROTECT_DESCRIPTION,
     )
+    _describe_presets_in_help(protect)
     protect.add_argument("input", metavar="IN", help="input image or folder")
-    protect.add_argument("-o", "--output", metavar="OUT", help="output image or folder (default: IN.protected.png)")
+    protect.add_argument("-o", "--output", metavar="OUT", help="output image or folder (default: IN.protected.png, "
+                         "or IN_protected/ for a folder)")
     protect.add_argument(
         "--method",
         default="facial",
-        help="facial (default), encoder (with --editor), attention (with --editor PATH --editor-kind KIND), "
-        "or deformation (--segmenter NAME|PATH --variant uad|mask|feature)",
+        help="what to protect against: facial (default: face recognition and face swaps), encoder or attention "
+        "(diffusion editors; need --editor), deformation (cut-outs by SAM; --segmenter NAME|PATH)",
     )
-    protect.add_argument("--epsilon", type=float, default=8.0, help="L_inf budget in 0-255 units (default 8)")
-    protect.add_argument("--steps", type=int, help="optimisation steps (default: from the preset)")
-    protect.add_argument("--preset", default="standard", help="light, standard (default) or strong")
+    protect.add_argument("--epsilon", type=float, default=8.0, metavar="N",
+                         help="how much each pixel may change, out of 255 (default 8: barely visible; 4: less "
+                         "visible, less protection; 12: more protection, may show as fine grain)")
+    protect.add_argument("--steps", type=int, help="optimisation steps (default: the preset's; more is slower and stronger)")
+    protect.add_argument("--preset", default="standard", help="standard (default), light, strong or robust: see below")
     protect.add_argument("--editor", help="diffusers pipeline folder or hub id (encoder/attention methods)")
     protect.add_argument("--editor-kind", help="sd-img2img, sd-inpaint, instruct-pix2pix or flux-kontext")
-    protect.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    protect.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same result (default 0)")
     protect.add_argument("--format", help="output format extension (default png; a lossy one weakens the protection)")
-    protect.add_argument("--quiet", action="store_true", help="no progress bar")
+    protect.add_argument("--report", metavar="FILE", help="also write every photo's result to FILE.json or FILE.csv")
+    protect.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
+    protect.add_argument("--json", action="store_true",
+                         help="print each photo's raw report as one line of JSON instead of the readable one")
+    protect.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -632,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         "flags; flags override the config. Resumes rows already in OUT. Data-parallel under "
         "`accelerate launch -m photoshield.cli evaluate ...`.",
     )
-    evaluate.add_argument("--config", metavar="C.yaml", help="YAML config (schema in the README)")
+    evaluate.add_argument("--config", metavar="C.yaml", help="YAML config (schema: docs/design/evaluation.md)")
     evaluate.add_argument("--inputs", nargs="+", help="faces, scenes, samples, sample names, folders or files")
     evaluate.add_argument("--methods", nargs="+", help="e.g. clean facial:eps=8,preset=light dwtDctSvd rivaGan")
     evaluate.add_argument("--attacks", nargs="+", help="grid names (quick, standard, waves, deepfake, purify) or specs (jpeg:quality=50)")
@@ -662,7 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
     wm_embed.add_argument("--format", help="output format extension for every file (default: keep the input's)")
     wm_embed.add_argument("--message", required=True, help="text (up to 9 ASCII characters), e.g. an ID")
     wm_embed.add_argument("--key", help="secret key (default: the public key, anyone can verify)")
-    wm_embed.add_argument("--strength", type=float, default=1.0, help="residual strength (default 1.0)")
+    wm_embed.add_argument("--psnr", type=float, default=40.0,
+                          help="image quality to keep, in dB (default 40: invisible at 2x); the mark is as strong as that allows")
+    wm_embed.add_argument("--strength", type=float,
+                          help="fixed residual strength instead of --psnr (1.0 gives about 35 dB and survives harsher edits)")
     wm_embed.add_argument("--quality", type=int, help="quality for lossy outputs (default 95)")
     wm_embed.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     wm_embed.add_argument("--refine-steps", type=int,
@@ -689,6 +807,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", help="bundled sample name (default: the first face photo)")
     demo.add_argument("-o", "--output", default="photoshield-demo", help="output folder (default photoshield-demo)")
     demo.add_argument("--preset", default="standard", help="protection preset: light, standard (default) or strong")
+
+    app = commands.add_parser("app", help="the local web app: protect, watermark and check photos in a browser",
+                              description="Serve the web app on this computer (needs the app extra: "
+                              "pip install 'photoshield[app]'). It runs offline; no public link is made.")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("-o", "--output", metavar="DIR",
+                     help="folder for the files it writes (default: photoshield-app in the temporary folder)")
     return parser
 
 
@@ -710,6 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_protect(args, extra)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "app":
+            return cmd_app(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
         if args.command == "watermark":

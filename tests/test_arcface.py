@@ -11,7 +11,7 @@ from photoshield.errors import PhotoshieldError
 from photoshield.io import read_image
 from photoshield.models import face
 from photoshield.models.face import similarity_transform
-from photoshield.models.arcface import ARCFACE_TEMPLATE, IResNet, align_arcface, build_arcface, five_points
+from photoshield.models.face.arcface import ARCFACE_TEMPLATE, IResNet, align_arcface, build_arcface, five_points
 from photoshield.protect import protect
 
 FACES = Path(__file__).parent / "fixtures" / "faces"

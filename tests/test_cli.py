@@ -1,10 +1,13 @@
 """The command line: real files, real codecs, one-line errors with no traceback."""
 
+import csv
+import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -46,7 +49,26 @@ def test_help_and_models_list_run():
     assert _run("--help").returncode == 0
     listed = _run("models", "list")
     assert listed.returncode == 0
-    assert listed.stdout.splitlines()[0].split()[:2] == ["name", "task"]
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["name", "present", "task", "license"]
+    assert max(len(line) for line in lines) <= 100  # fits a terminal; the details are in --long
+    assert any(line.startswith("watermark-diffmark ") for line in lines)
+    long = _run("models", "list", "--long").stdout.splitlines()
+    assert long[0].split() == ["name", "present", "task", "license", "source"] and len(long) == len(lines)
+    assert max(len(line) for line in long) > 100
+
+
+def test_protect_help_speaks_of_costs_and_pixels():
+    from photoshield.protect.api import PRESETS
+
+    text = _run("protect", "--help").stdout
+    flat = " ".join(text.split())
+    assert "how much each pixel may change, out of 255" in flat and "L_inf" not in text
+    for name, settings in PRESETS.items():  # every preset, with its steps and what it is trained through
+        entry = next(line for line in text.splitlines() if line.startswith(f"  {name} "))
+        assert f"{settings['steps']} steps" in entry
+    assert "2.5x the time of standard" in flat and "trained through JPEG 75" in flat
+    assert "--report FILE" in text and "--json" in text
 
 
 def test_attack_file_writes_a_lossy_copy(tmp_path):
@@ -115,7 +137,11 @@ def test_protect_writes_a_png_next_to_the_input_and_prints_the_report(tmp_path, 
     original, protected = read_image(source), read_image(out)
     assert 0 < (protected - original).abs().max() <= 6 / 255 + 1e-6
     report = capsys.readouterr().out
-    assert "status" in report and "protected" in report and "psnr_db" in report
+    assert report.startswith(f"{source} -> {out}")
+    assert "protected (facial, preset light, budget 6/255, 3 steps" in report  # in words, not a raw dump
+    assert "dB on the face region" in report and "dB on the whole photo" in report
+    assert "SFace, never seen by the protection:" in report and "same person" in report
+    assert "[" not in report and "objective_before" not in report and "loss=" not in report
 
 
 def test_protect_warns_about_lossy_output_and_handles_a_faceless_folder(tmp_path, capsys):
@@ -141,8 +167,9 @@ def test_protect_refuses_to_overwrite_its_input(tmp_path, capsys):
 def test_demo_protects_a_bundled_face_and_attacks_it(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path), "--preset", "light"]) == 0
     out = capsys.readouterr().out
-    assert "dlib_distance" in out and "never seen by the protection: sface" in out and "unseen judges fooled" in out
-    assert "ensemble" in out and "sface_cosine" in out  # the report names the attacked models and the unseen judge
+    assert "never seen by the protection: sface" in out and "unseen judges fooled" in out
+    # the report names the attacked models and the unseen judge, in words
+    assert "computed against: dlib ResNet, FaceRes, FaceRes-deep" in out and "SFace, never seen by the protection:" in out
     assert len(list(tmp_path.glob("*.protected.png"))) == 1
 
 
@@ -232,7 +259,7 @@ def test_preset_error_is_one_line_not_a_usage_block(tmp_path):
     for command in (["protect", str(_photo(tmp_path / "good.png"))], ["demo", "-o", str(tmp_path / "demo")]):
         result = _run(*command, "--preset", "nosuch")
         assert result.returncode == 2
-        assert result.stderr.strip().splitlines() == ["photoshield: error: unknown preset 'nosuch'; choose one of light, standard, strong"]
+        assert result.stderr.strip().splitlines() == ["photoshield: error: unknown preset 'nosuch'; choose one of light, standard, strong, robust"]
 
 
 @pytest.mark.parametrize("case", ["same-file", "same-folder", "extension", "under-a-file", "two-onto-one", "read-only"])
@@ -372,10 +399,141 @@ def test_unchanged_photos_are_written_and_make_the_exit_status_1(tmp_path, capsy
 
 
 def test_verify_reports_a_different_message_and_exits_1(tmp_path, capsys, monkeypatch):
+    from photoshield.watermark import VerifyResult
+
     source = _photo(tmp_path / "marked.png")
-    found = SimpleNamespace(message="ID-004217", bit_accuracy=0.8125, n_bits=64, p_value=1e-9, geometry="as is",
-                            detected=False, other_message="ID-004217")
+    found = VerifyResult(message="ID-004217", bit_accuracy=0.8125, p_value=1.0, detected=False, fpr=1e-6, errors=12,
+                         n_bits=96, other_message="ID-004217")
     monkeypatch.setattr("photoshield.watermark.verify", lambda *args, **kwargs: found)
     assert main(["watermark", "verify", str(source), "--message", "ID-004218", "--key", "my secret"]) == 1
     out = capsys.readouterr().out
     assert "decision:     marked, with a different message: 'ID-004217'" in out and "DETECTED" not in out
+    assert "hint" not in out  # a mark was read: no crop to look for
+
+
+# ----------------------------------------------------------------------------- issue 26: speak to people
+
+
+def _face_folder(tmp_path, size=128):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _face_photo(folder / "a.png", size=size)
+    _face_photo(folder / "b.png", size=size + 16)
+    _write(folder / "c.png", b"")  # a bad file: listed as failed, in the table too
+    return folder
+
+
+def test_protect_batch_reports_each_photo_as_it_finishes_then_one_table(tmp_path):
+    folder = _face_folder(tmp_path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "photoshield.cli", "protect", str(folder), "-o", str(out), "--steps", "2",
+               "--preset", "light", "--report", str(tmp_path / "run.csv")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        first = process.stdout.readline()  # through a pipe: the report must come as the photo finishes
+        second_written_then = (out / "b.png").exists()
+        rest, err = process.communicate(timeout=600)
+    assert first.strip() == f"{folder / 'a.png'} -> {out / 'a.png'}", (first, rest, err)
+    assert not second_written_then  # b.png was still being protected when a.png's report arrived
+    assert process.returncode == 1  # c.png failed
+    assert "photos:" in err and "steps:" in err  # two bars, each with its own label
+    table = rest[rest.index("\nfile "):rest.index("\nreport: ")].strip().splitlines()
+    assert rest.strip().endswith(f"report: {tmp_path / 'run.csv'}")
+    assert table[0].split() == ["file", "faces", "verdict", "quality", "(face", "/", "photo", "PSNR)", "seconds", "status"]
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {"a.png", "b.png", "c.png"}  # named within the folder given
+    for name in ("a.png", "b.png"):
+        assert re.search(r"\s1\s+fools \d of \d face models\s+[\d.]+ / [\d.]+ dB\s+[\d.]+\s+written$", rows[name]), rows
+    assert rows["c.png"].endswith("failed")
+    with open(tmp_path / "run.csv", newline="", encoding="utf-8") as source:
+        written = list(csv.DictReader(source))
+    from photoshield.reporting import BATCH_COLUMNS
+
+    assert list(written[0]) == BATCH_COLUMNS and [row["status"] for row in written] == ["written", "written", "failed"]
+    assert 25 < float(written[0]["face_psnr_db"]) < float(written[0]["psnr_db"]) and "empty" in written[2]["reason"]
+
+
+def test_protect_report_json_refuses_to_overwrite_and_json_prints_the_raw_report(tmp_path, capsys, monkeypatch):
+    source = _face_photo(tmp_path / "me.png", size=128)
+    report = tmp_path / "run.json"
+    assert main(["protect", str(source), "--steps", "1", "--preset", "light", "--quiet", "--json", "--report", str(report)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    raw = json.loads(lines[0])  # --json: the raw report, one line of strict JSON per photo
+    assert raw["file"] == str(source) and raw["report"]["objective_before"] and raw["report"]["status"] == "protected"
+    document = json.loads(report.read_text())
+    assert document["settings"]["preset"] == "light" and document["photos"][0]["status"] == "written"
+    assert document["photos"][0]["report"]["psnr_db"] == raw["report"]["psnr_db"]
+    before = report.read_bytes()
+    _no_work(monkeypatch)
+    for bad, expected in ((str(report), "already exists; pass --overwrite"), (str(tmp_path / "run.txt"), ".json or .csv"),
+                          (str(source), ".json or .csv")):
+        assert main(["protect", str(source), "-o", str(tmp_path / "again.png"), "--report", bad]) == 2
+        assert expected in capsys.readouterr().err
+    assert report.read_bytes() == before and not (tmp_path / "again.png").exists()
+
+
+def test_watermark_embed_and_verify_speak_plainly(tmp_path, capsys):
+    from photoshield.models import registry
+
+    if registry.find("watermark-diffmark") is None:
+        pytest.skip("watermark-diffmark weights not present")
+    source = _face_photo(tmp_path / "me.png", size=160)
+    marked = tmp_path / "me.marked.png"
+    assert main(["watermark", "embed", str(source), "-o", str(marked), "--message", "ID-004217", "--key", "my secret",
+                 "--refine-steps", "10"]) == 0
+    out = capsys.readouterr().out
+    fingerprint = hashlib.sha256(b"my secret").hexdigest()[:8]
+    assert f"key {fingerprint}" in out and "my secret" not in out  # a fingerprint, never the key
+    assert re.search(rf"{re.escape(str(source))} -> {re.escape(str(marked))}  \(marked with 'ID-004217', PSNR \d+\.\d dB", out)
+    assert main(["watermark", "verify", str(marked), "--message", "ID-004217", "--key", "my secret"]) == 0
+    out = capsys.readouterr().out
+    assert "decision:     DETECTED: marked with 'ID-004217'" in out and f"key:          {fingerprint}" in out
+    assert main(["watermark", "verify", str(marked), "--message", "ID-004217", "--key", "another key"]) == 1
+    out = capsys.readouterr().out
+    assert "no mark of 'ID-004217' found: wrong key, another message, or an unmarked photo" in out
+    assert "hint:         try --search (the photo may be cropped or rotated)" in out
+    assert main(["watermark", "verify", str(source)]) == 1  # the unmarked original, any message
+    out = capsys.readouterr().out
+    assert "decision:     no mark found: wrong key or unmarked photo" in out and "(none decoded)" not in out
+    assert "try --message TEXT --search" in out
+
+
+def test_a_found_crop_is_given_in_the_photos_own_pixels():
+    from photoshield.watermark import VerifyResult
+
+    # The search found this copy as the window of side 96 at (top 16, left 8) of the 128 px grid the mark lives in.
+    found = VerifyResult("ID-1", 0.97, 1e-12, True, 1e-6, 3, 96, geometry="crop of 96/128 side at (16, 8)",
+                         image_size=(300, 240))
+    assert found.crop_box == (20, 50, 260, 350)  # left, top, right, bottom in this copy's pixels
+    assert found.marked_size == (320, 400)  # the marked photo at this copy's scale: 128/96 of each side
+    assert found.where.startswith("a crop: this photo is x 20-260, y 50-350 of the marked photo (about 320 x 400 px")
+    assert "75 % of each side" in found.where and "/128" not in str(found)
+    plain = VerifyResult("ID-1", 0.97, 1e-12, True, 1e-6, 3, 96, image_size=(300, 240))
+    assert plain.crop_box is None and plain.where == "as is"
+    turned = VerifyResult("ID-1", 0.97, 1e-12, True, 1e-6, 3, 96, geometry="rotation by -5 degrees")
+    assert turned.where == "rotated by -5 degrees" and turned.crop_box is None
+
+
+def test_python_in_three_lines(tmp_path, monkeypatch):
+    import photoshield as ps
+    from photoshield.models import registry
+
+    monkeypatch.chdir(tmp_path)
+    _face_photo(tmp_path / "me.jpg", size=128)
+    first = ps.protect("me.jpg", preset="light", steps=1, progress=False)
+    assert first.path == Path("me.protected.png") and first.path.exists() and first.report["status"] == "protected"
+    kept = first.path.read_bytes()
+    second = ps.protect("me.jpg", preset="light", steps=1, progress=False)  # never overwrites: the next free name
+    assert second.path == Path("me.protected-1.png") and first.path.read_bytes() == kept
+    with pytest.raises(ps.PhotoshieldError, match="already exists"):
+        ps.protect("me.jpg", "me.protected.png", steps=1, progress=False)
+    assert ps.protect(read_image(tmp_path / "me.jpg"), steps=1, progress=False).path is None  # a tensor: nothing written
+    if registry.find("watermark-diffmark") is None:
+        pytest.skip("watermark-diffmark weights not present")
+    marked = ps.watermark.embed("me.jpg", "ID-1", key="k", refine_steps=10)  # a path in, a tensor out
+    assert marked.shape == read_image(tmp_path / "me.jpg").shape
+    from photoshield.io import write_image
+
+    write_image(marked, "copy.png")
+    assert ps.watermark.verify("copy.png", "ID-1", key="k").detected
+    assert not ps.watermark.verify("me.jpg", "ID-1", key="k").detected

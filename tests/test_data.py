@@ -173,7 +173,7 @@ def test_debian_copyright_lookup():
 
 @pytest.fixture(scope="module")
 def face_models():
-    pytest.importorskip("photoshield.models.face_detect")
+    pytest.importorskip("photoshield.models.face.detect")
     from photoshield.models import face, registry
 
     for name in ("face-detector", "face-embedder", "face-landmarks"):

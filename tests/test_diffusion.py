@@ -257,3 +257,32 @@ def test_load_editor_reads_a_saved_pipeline_folder(editors, tmp_path):
     assert load_editor(tmp_path, "sd-img2img", device="cpu", dtype=torch.bfloat16).dtype == torch.bfloat16
     with pytest.raises(TypeError, match="StableDiffusionInpaintPipeline"):
         Editor.from_pipeline(editor.pipe, "sd-inpaint")
+
+
+def test_each_kind_is_wrapped_by_its_own_editor_class(editors):
+    from photoshield.models.diffusion import (
+        FluxKontextEditor,
+        InstructPix2PixEditor,
+        StableDiffusionImg2ImgEditor,
+        StableDiffusionInpaintEditor,
+        editor_class,
+    )
+
+    expected = {
+        "sd-img2img": StableDiffusionImg2ImgEditor,
+        "sd-inpaint": StableDiffusionInpaintEditor,
+        "instruct-pix2pix": InstructPix2PixEditor,
+        "flux-kontext": FluxKontextEditor,
+    }
+    for kind in KINDS:
+        editor = editors(kind)
+        assert type(editor) is expected[kind] is editor_class(kind)
+        assert editor.kind == kind and editor.is_flux == (kind == "flux-kontext")
+    pipe = editors("sd-img2img").pipe
+    with pytest.raises(TypeError, match="from_pipeline"):
+        Editor(pipe)  # the base holds what the kinds share; it wraps no pipeline itself
+    with pytest.raises(TypeError, match="FluxKontextEditor cannot wrap a sd-img2img pipeline"):
+        FluxKontextEditor.from_pipeline(pipe, "sd-img2img")
+    assert type(StableDiffusionImg2ImgEditor.from_pipeline(pipe)) is StableDiffusionImg2ImgEditor
+    with pytest.raises(ValueError, match="unknown editor kind"):
+        editor_class("dall-e")

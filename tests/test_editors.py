@@ -10,8 +10,8 @@ from photoshield.data import sample
 from photoshield.errors import PhotoshieldError
 from photoshield.evaluate.editing import edit_disruption, noise_baseline
 from photoshield.image import resize_to
-from photoshield.models.editors import KONTEXT_PROMPT, default_configs, load_editor_file, read_editor_file
-from photoshield.models.edits import EDIT_PROMPTS, apply_edit, edit_names
+from photoshield.models.diffusion.small_editors import KONTEXT_PROMPT, default_configs, load_editor_file, read_editor_file
+from photoshield.models.diffusion.edits import EDIT_PROMPTS, apply_edit, edit_names
 from training.train_editors import EditorTrainConfig, evaluate_edits, train
 from photoshield.protect import protect
 from training.loop import psnr
@@ -114,7 +114,7 @@ def test_a_file_that_is_not_an_editor_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- the shipped editors
 
 SCENE = "coffee"
-# Thresholds are set below the figures of benchmarks/bench_editors.py (see the README table).
+# Thresholds are set below the figures of benchmarks/bench_editors.py (docs/results/editors_quality.md).
 MIN_EDIT_GAIN_DB = {"flux-kontext": 1.0, "sd-img2img": 1.0}
 
 
@@ -151,7 +151,7 @@ def _saturation(images):
 
 @pytest.mark.slow
 def test_shipped_unet_editor_steers_each_grade(unet, scene):
-    """The UNet editor is weak (its edits lose detail: see the README), but each prompt moves the colours
+    """The UNet editor is weak (its edits lose detail: docs/design/models.md), but each prompt moves the colours
     the way its grade does, against the same edit with the empty (identity) prompt."""
     assert type(unet.pipe).__name__ == "StableDiffusionImg2ImgPipeline"
     edited = {name: unet.edit(scene, EDIT_PROMPTS[name], seed=0) for name in edit_names(include_identity=True)}
@@ -174,7 +174,7 @@ def test_decontext_on_the_trained_dit_breaks_the_edit_more_than_noise(kontext, s
     ours = edit_disruption(kontext, scene, result.image, KONTEXT_PROMPT, faces=False)
     noise = edit_disruption(kontext, scene, noise_baseline(scene, epsilon, seed=3), KONTEXT_PROMPT, faces=False)
     # Measured (40 steps, 8/255): mass 0.936 -> 0.927, edit PSNR 33.8 dB against ~43 dB for the noise.
-    # The trained DiT copies by position, so its mass barely moves while its edit breaks (see the README).
+    # The trained DiT copies by position, so its mass barely moves while its edit breaks (docs/design/protection.md).
     assert ours["context_mass_protected"] < 0.995 * ours["context_mass_clean"], ours
     assert noise["context_mass_protected"] > 0.998 * noise["context_mass_clean"], noise
     assert ours["psnr_db"] < noise["psnr_db"] - 5.0, (ours, noise)

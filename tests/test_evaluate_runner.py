@@ -63,8 +63,8 @@ def one_process(tmp_path_factory):
 def test_report_files_have_the_documented_columns_and_real_measurements(one_process):
     folder, summary = one_process
     assert (summary.rows, summary.computed, summary.skipped, summary.failed) == (ROWS, ROWS, 0, 0)
-    names = ["results.csv", "results.json", "report.html", "robustness_protection.png", "quality_robustness.png"]
-    for name in names + (["robustness_watermark.png"] if HAVE_BASELINES else []):
+    names = ["results.csv", "results.json", "report.html", "identity_dlib_port.svg", "identity_sface.svg", "quality_robustness.svg"]
+    for name in names + (["bit_accuracy.svg"] if HAVE_BASELINES else []):
         assert (folder / name).stat().st_size > 0, name
     with open(folder / "results.csv", encoding="utf-8") as source:
         header = source.readline().strip().split(",")
@@ -80,7 +80,7 @@ def test_report_files_have_the_documented_columns_and_real_measurements(one_proc
     assert float(jpeg["strength"]) == 0.5 and jpeg["family"] == "jpeg" and float(jpeg["attack_psnr"]) < 40
     document = json.loads((folder / "results.json").read_text())
     assert [entry["method"] for entry in document["summary"]] == [parse_method(m).describe() for m in METHODS]
-    assert "<table>" in (folder / "report.html").read_text() and "data:image/png;base64," in (folder / "report.html").read_text()
+    assert "<table>" in (folder / "report.html").read_text() and "<svg" in (folder / "report.html").read_text()
     assert "rows failed" not in (folder / "report.html").read_text()
 
 

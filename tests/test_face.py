@@ -201,7 +201,7 @@ def test_against_live_dlib():
 def test_dlib_judge_wrapper_separates_people():
     pytest.importorskip("dlib")
     pytest.importorskip("face_recognition_models")
-    from photoshield.models.face_judge import DlibJudge
+    from photoshield.models.face.judge import DlibJudge
 
     judge = DlibJudge()
     tensor = lambda name: read_image(FIXTURES / f"{name}.jpg")  # noqa: E731  (a (1, 3, H, W) tensor, as protect() returns)

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from photoshield.models import face_description as fd
+from photoshield.models.face import description as fd
 from photoshield.models import registry
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import photoshield.models.face_detect as face_detect  # registers "face-detector"
+import photoshield.models.face.detect as face_detect  # registers "face-detector"
 from photoshield.errors import PhotoshieldError
 from photoshield.io import read_image
 from photoshield.models import face, registry
-from photoshield.models.face_detect import FaceDetector, build_detector, detect_faces, nms
+from photoshield.models.face.detect import FaceDetector, build_detector, detect_faces, nms
 
 FIXTURES = Path(__file__).parent / "fixtures" / "faces"
 NAMES = ("obama", "obama2", "obama3", "biden")

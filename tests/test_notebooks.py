@@ -40,3 +40,6 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     assert not errors
+    streams = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+                      if output.get("output_type") == "stream")
+    assert "IProgress not found" not in streams  # progress bars work in a kernel without ipywidgets

@@ -8,7 +8,7 @@ from photoshield.evaluate.editing import edit_disruption, noise_baseline
 from photoshield.models.diffusion import KINDS
 from photoshield.testing import tiny_editor
 from photoshield.protect import protect
-from photoshield.protect.attention import AttentionAttack
+from photoshield.protect.attention import AttentionProtection
 
 PROMPTS = ["make it blue", "add a hat"]
 EDIT_PROMPT = "make it blue"
@@ -116,7 +116,7 @@ def test_checkpointing_and_early_stop_keep_the_gradient(kind):
     image = _photo(kind)[..., :32, :48]
 
     def gradient(**cost):
-        attack = AttentionAttack(editor, prompts=PROMPTS[:1], timesteps=[20], faces=False, seed=5, **cost)
+        attack = AttentionProtection(editor, prompts=PROMPTS[:1], timesteps=[20], faces=False, seed=5, **cost)
         objective = attack.objective(image)
         x = (image + 0.02).clamp(0, 1).requires_grad_(True)
         loss = objective.loss_fn(x)
@@ -151,7 +151,7 @@ def test_cli_protects_with_a_saved_editor_folder(tmp_path, capsys):
                  "--epsilon", "8", "--preset", "light", "--quiet", "--timesteps", "20", "--faces", "false"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "attention_retention" in out and "sd-img2img" in out  # the kind was read from model_index.json
+    assert "editor (sd-img2img): its attention keeps" in out  # the kind was read from model_index.json
     written = read_image(tmp_path / "photo.protected.png")
     assert written.shape == (1, 3, 32, 48)
     assert (written - read_image(source)).abs().max() <= 8 / 255 + 1e-6

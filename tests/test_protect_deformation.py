@@ -5,7 +5,7 @@ import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
 from photoshield.errors import PhotoshieldError
-from photoshield.models.sam_prompts import (
+from photoshield.models.sam.prompts import (
     Prompts,
     draw_prompts,
     mask_iou,
@@ -15,7 +15,7 @@ from photoshield.models.sam_prompts import (
 from photoshield.models.sam import TransformersSam
 from photoshield.protect import PGDConfig, protect, run_pgd
 from photoshield.protect.deformation import (
-    DeformationAttack,
+    DeformationProtection,
     bending_energy,
     control_grid,
     default_layers,
@@ -84,7 +84,7 @@ def test_deformation_loss_falls_and_the_warp_stays_bounded_and_smooth():
 def test_bad_settings_get_clear_errors():
     sam = tiny_sam()
     with pytest.raises(PhotoshieldError, match="variant"):
-        DeformationAttack(sam, variant="nope")
+        DeformationProtection(sam, variant="nope")
     with pytest.raises(ValueError, match="max_displacement"):
         simulate_deformation(textured(), max_displacement=0.9)
     with pytest.raises(PhotoshieldError, match="segmenter"):
@@ -114,7 +114,7 @@ def test_feature_attacks_lower_their_loss_within_the_budget_through_protect(vari
 def test_mask_baseline_pushes_prompted_logits_down():
     sam = tiny_sam()
     image = textured(40, 70, seed=3)
-    attack = DeformationAttack(sam, variant="mask", measure=False)
+    attack = DeformationProtection(sam, variant="mask", measure=False)
     prompts = [Prompts(masks=torch.ones(1, 40, 70, dtype=torch.bool), boxes=torch.tensor([[5.0, 5.0, 50.0, 35.0]]),
                        points=torch.tensor([[[20.0, 20.0]]]), box_owner=torch.tensor([0]), point_owner=torch.tensor([0]))]
     attack.margin = 100.0  # every logit of the random model sits above -100: the hinge is active everywhere

@@ -4,13 +4,13 @@ import torch
 
 from photoshield.testing import tiny_editor
 from photoshield.protect import protect
-from photoshield.protect.encoder import EncoderAttack
+from photoshield.protect.encoder import EncoderProtection
 
 
 def test_encoder_attack_moves_latent_toward_target():
     vae = tiny_editor("sd-img2img", seed=0).vae
     images = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(1))
-    attack = EncoderAttack(vae, target="gray")
+    attack = EncoderProtection(vae, target="gray")
     target = attack.target_latent(images)
     before = (attack.encode(images) - target).pow(2).mean()
     result = protect(images, method="encoder", vae=vae, epsilon=16 / 255, steps=25, preset="light", shaping=False, progress=False)

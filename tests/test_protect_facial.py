@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from photoshield.io import read_image
 from photoshield.models import face
 from photoshield.protect import protect
-from photoshield.protect.facial import FacialAttack, face_region_mask, find_faces
+from photoshield.protect.facial import FacialProtection, face_region_mask, find_faces
 
-pytest.importorskip("photoshield.models.face_detect")
+pytest.importorskip("photoshield.models.face.detect")
 FACES = Path(__file__).parent / "fixtures" / "faces"
 
 
@@ -51,7 +51,7 @@ def test_perturbation_stays_inside_the_face_region(obama):
 
 def test_every_face_of_a_two_face_photo_is_protected():
     pair = torch.cat([_photo("obama.jpg", 256), _photo("biden.jpg", 256)], dim=-1)
-    objective = FacialAttack().objective(pair)
+    objective = FacialProtection().objective(pair)
     assert objective.info["faces_per_image"] == [2]
     mask = objective.mask[0, 0]
     assert mask[:, :256].sum() > 0 and mask[:, 256:].sum() > 0
@@ -91,15 +91,15 @@ def test_sface_and_dlib_are_never_attacked():
     assert not (set(DEFAULT_ENSEMBLE) | set(identity_models())) & JUDGES_ONLY
     for name in ("sface", "face-judge-sface", "dlib"):
         with pytest.raises(PhotoshieldError, match="independent judge"):
-            FacialAttack(models=["dlib-resnet", name])
+            FacialProtection(models=["dlib-resnet", name])
     with pytest.raises(PhotoshieldError, match="empty"):
-        FacialAttack(models=["faceres"], exclude="faceres")
-    assert FacialAttack(exclude=["faceres"]).models == [m for m in DEFAULT_ENSEMBLE if m != "faceres"]
+        FacialProtection(models=["faceres"], exclude="faceres")
+    assert FacialProtection(exclude=["faceres"]).models == [m for m in DEFAULT_ENSEMBLE if m != "faceres"]
 
 
 def test_leaving_a_model_out_removes_it_from_the_objective(obama):
     faces = find_faces(obama)
-    objective = FacialAttack(exclude=["dlib-resnet"]).objective(obama, faces)
+    objective = FacialProtection(exclude=["dlib-resnet"]).objective(obama, faces)
     assert "dlib-resnet" not in objective.info["ensemble"]
     clean = objective.measure(obama)
     assert "dlib-resnet_cosine" not in clean and clean["faceres_cosine"][0] > 0.999
@@ -124,3 +124,13 @@ def test_judges_see_the_clean_face_as_the_same_person(obama):
     assert all(same for _, same in scores.values()), scores
     flat = judges.score(reference, torch.full_like(obama, 0.5))
     assert all(not same for _, same in flat.values())
+
+
+def test_robust_preset_optimises_through_the_cheap_purifications(obama):
+    from photoshield.protect.api import PRESETS
+
+    names = [spec.split(":")[0] for spec in PRESETS["robust"]["eot"]]
+    assert {"noise-jpeg", "tv", "noisy-upscale"} <= set(names)
+    result = protect(obama, method="facial", epsilon=8 / 255, preset="robust", steps=6, progress=False)
+    assert result.report["status"] == "protected"
+    assert (result.image - obama).abs().max() <= 8 / 255 + 1e-6

@@ -53,7 +53,7 @@ def encoded(litemedsam, scene):
 def test_litemedsam_loads_offline_from_the_bundled_file(litemedsam):
     path = registry.find("sam-litemedsam")
     assert path is not None and path.parent == registry.BUNDLED_DIR
-    registry.verify("sam-litemedsam", path)  # sha256 recorded in photoshield/models/sam.py
+    registry.verify("sam-litemedsam", path)  # sha256 recorded in photoshield/models/sam/segmenter.py
     assert isinstance(litemedsam, LiteMedSAM) and not litemedsam.training
     params = list(litemedsam.parameters())
     assert sum(p.numel() for p in params) == pytest.approx(9.8e6, rel=0.02)

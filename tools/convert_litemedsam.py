@@ -12,7 +12,7 @@ decoder, 9.8M float32 parameters. This script
    measuring on box-prompted synthetic scenes how much the masks change (mask IoU
    float16 vs float32, and the largest logit difference); it refuses to write float16 if
    the worst IoU is below 0.99,
-4. prints the sha256 of the written file (recorded in photoshield/models/sam.py).
+4. prints the sha256 of the written file (recorded in photoshield/models/sam/segmenter.py).
 
 Usage::
 
@@ -42,7 +42,7 @@ DEFAULT_OUT = REPO / "photoshield" / "assets" / "weights"
 MIN_IOU = 0.99
 
 sys.path.insert(0, str(REPO))
-from photoshield.models.sam import LITEMEDSAM_FILENAME, LiteMedSAM  # noqa: E402
+from photoshield.models.sam.segmenter import LITEMEDSAM_FILENAME, LiteMedSAM  # noqa: E402
 
 
 def fetch_checkpoint(source: str | None) -> bytes:

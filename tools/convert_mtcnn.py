@@ -6,14 +6,14 @@ davidsandberg/facenet's TensorFlow port of the original caffe models) as plain P
 dicts in ``facenet_pytorch/data/{pnet,rnet,onet}.pt``. The package's own code needs torchvision,
 so only those files are read here (``torch.load(weights_only=True)``, never a pickle of objects),
 and the tensors are written unchanged in float32 with the prefixes ``pnet.``, ``rnet.``, ``onet.``.
-:mod:`photoshield.models.face_detect` has its own networks and cascade that load them.
+:mod:`photoshield.models.face.detect` has its own networks and cascade that load them.
 
 Usage::
 
     python tools/convert_mtcnn.py [--out photoshield/assets/weights] [--wheel facenet_pytorch-2.6.0-py3-none-any.whl]
 
 The output is byte-for-byte the same on every run; its sha256 is printed and is recorded in
-photoshield/models/face_detect.py.
+photoshield/models/face/detect.py.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def convert(out: Path, wheel: Path | None = None) -> Path:
 def check_loads(path: Path) -> None:
     """Load the written file into photoshield's detector, so a bad conversion fails here."""
     sys.path.insert(0, str(REPO))
-    from photoshield.models.face_detect import build_detector
+    from photoshield.models.face.detect import build_detector
 
     build_detector(path)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from photoshield.errors import PhotoshieldError
+from ..errors import PhotoshieldError
 
 __all__ = ["KINDS", "SAMPLES_DIR", "sample", "sample_info", "sample_path", "samples", "same_person_pairs"]
 
@@ -74,7 +74,7 @@ def sample_info(name: str) -> dict[str, Any]:
 
 def sample(name: str) -> torch.Tensor:
     """One bundled photo as a (1, 3, H, W) float32 RGB tensor in [0, 1], read through photoshield.io."""
-    from photoshield.io import read_image
+    from ..io import read_image
 
     return read_image(sample_path(name))
 

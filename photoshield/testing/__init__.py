@@ -3,7 +3,7 @@
 For tests, examples and demos; production code (everything else in ``photoshield``) never imports this package.
 """
 
-from photoshield.testing.diffusion import tiny_components, tiny_editor
-from photoshield.testing.watermark import tiny_watermark
+from .diffusion import tiny_components, tiny_editor
+from .watermark import tiny_watermark
 
 __all__ = ["tiny_components", "tiny_editor", "tiny_watermark"]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from photoshield.models.diffusion import KINDS, Editor, pipeline_class
-from photoshield.models.text_encoders import CLIP_LENGTH, T5_LENGTH
-from photoshield.models.text_encoders import clip_tokenizer as tiny_clip_tokenizer
-from photoshield.models.text_encoders import small_clip_text_encoder as tiny_clip_text_encoder
-from photoshield.models.text_encoders import small_t5_encoder as tiny_t5_encoder
-from photoshield.models.text_encoders import t5_tokenizer as tiny_t5_tokenizer
+from ..models.diffusion import KINDS, Editor, pipeline_class
+from ..models.diffusion.text_encoders import CLIP_LENGTH, T5_LENGTH
+from ..models.diffusion.text_encoders import clip_tokenizer as tiny_clip_tokenizer
+from ..models.diffusion.text_encoders import small_clip_text_encoder as tiny_clip_text_encoder
+from ..models.diffusion.text_encoders import small_t5_encoder as tiny_t5_encoder
+from ..models.diffusion.text_encoders import t5_tokenizer as tiny_t5_tokenizer
 
 __all__ = [
     "CLIP_LENGTH",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+from ..watermark.model import WatermarkConfig, WatermarkModel
 
 
 def tiny_watermark(seed: int = 0) -> WatermarkModel:
