@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"  # stamped JSON, rendered to docs/results/ by render_results.py
 
 
 def stamp(device: str | torch.device = "cpu") -> dict:
@@ -42,6 +43,33 @@ def stamp(device: str | torch.device = "cpu") -> dict:
         "device": str(device),
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
     }
+
+
+def add_results_argument(parser) -> None:
+    """``--results-dir DIR``: where :func:`write_result` puts its JSON (default benchmarks/results; '' to not write)."""
+    parser.add_argument("--results-dir", default=str(RESULTS),
+                        help="folder for the stamped JSON (default benchmarks/results; '' to not write it)")
+
+
+def write_result(name: str, tables: str, directory: str | Path | None = RESULTS, device: str | torch.device = "cpu",
+                 **fields) -> Path | None:
+    """Write ``<directory>/<name>.json`` atomically: the :func:`stamp`, the benchmark's ``fields`` and its
+    markdown ``tables`` (what ``render_results.py`` puts on docs/results/<name>.md). Returns the path, or
+    None when ``directory`` is empty (a run that should leave the committed results alone).
+
+    >>> write_result("example", "| a |\\n|---|\\n| 1 |", directory="", rows=[1])  # writes nothing
+    """
+    import json
+
+    if not directory:
+        return None
+    target = Path(directory) / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"stamp": stamp(device), **fields, "tables": tables}, indent=1, default=str))
+    temporary.replace(target)
+    print(f"wrote {target}")
+    return target
 
 
 def face_photo_path() -> Path:

@@ -3,7 +3,7 @@
     python benchmarks/bench_attacks.py [--size 512] [--batch 4] [--repeats 5] [--grid standard] [--threads N]
 
 Times ``attack(images)`` on a random-texture batch (median of ``repeats`` runs after one
-warm-up) on CPU, or on CUDA with ``--device cuda``.
+warm-up) on CPU, or on CUDA with ``--device cuda``. Writes benchmarks/results/attacks_throughput.json (stamped).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from _common import add_results_argument, write_result
 from photoshield import attacks
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--grid", default="standard", choices=attacks.grid_names())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_results_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,9 +61,18 @@ def main() -> None:
     print(f"{args.grid} grid + jpeg-diff, {args.batch} x 3 x {args.size} x {args.size}, device {device}, "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats}")
     print(f"{'attack':<36} {'ms/batch':>10} {'images/s':>10}")
+    rows = []
     for attack in suite:
         seconds = time_attack(attack, images, args.repeats)
         print(f"{attack.describe():<36} {seconds * 1000:>10.1f} {args.batch / seconds:>10.1f}")
+        rows.append({"attack": attack.describe(), "seconds_per_batch": seconds})
+    lines = [f"The `{args.grid}` grid and `jpeg-diff` on a batch of {args.batch} random-texture images of "
+             f"{args.size} x {args.size}, median of {args.repeats} calls after a warm-up.", "",
+             "| attack | ms / batch | images / s |", "|---|---|---|"]
+    lines += [f"| `{row['attack']}` | {1000 * row['seconds_per_batch']:.1f} | {args.batch / row['seconds_per_batch']:.1f} |"
+              for row in rows]
+    write_result("attacks_throughput", "\n".join(lines), args.results_dir, device, size=args.size, batch=args.batch,
+                 grid=args.grid, rows=rows)
 
 
 if __name__ == "__main__":

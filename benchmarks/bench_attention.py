@@ -7,7 +7,8 @@ block the loss reads) and ``all`` (stop-early + gradient checkpointing + bf16 au
 prompts are always encoded once and the text encoders freed). Each row runs in a fresh
 process: peak memory is the growth of the peak resident set over the loaded editor on
 CPU, or the CUDA allocator's peak on a GPU. Then an analytic estimate of the GPU memory
-for the full-size models (``--estimate-only`` prints just that).
+for the full-size models (``--estimate-only`` prints just that). Writes benchmarks/results/attention_cost.json
+(the timings) and attention_memory_estimate.json (the estimate), stamped.
 
     python benchmarks/bench_attention.py [--steps 4] [--device cpu|cuda] [--configs 'sd tiny' ...] [--estimate-only]
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_results_argument, write_result  # noqa: E402
 
 VARIANTS = {
     "plain": dict(stop_early=False, gradient_checkpointing=False, autocast=None),
@@ -79,14 +81,14 @@ def _peak(device: str) -> float:
 def run_one(config: str, variant: str, steps: int, device: str) -> dict:
     """Set up one editor and variant, run ``steps`` PGD steps, return s/step and peak memory growth (MB)."""
     from photoshield.testing import tiny_editor
-    from photoshield.protect.attention import AttentionAttack
+    from photoshield.protect.attention import AttentionProtection
     from photoshield.protect.optim import PGDConfig, run_pgd
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     kind, size, (height, width), blocks = CONFIGS[config]
     editor = tiny_editor(kind, device=device) if size == "tiny" else mid_editor(kind, device)
     image = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)).to(device)
-    attack = AttentionAttack(editor, prompts=["make it blue"], timesteps=[25], blocks=blocks, faces=False,
+    attack = AttentionProtection(editor, prompts=["make it blue"], timesteps=[25], blocks=blocks, faces=False,
                              free_text_encoders=True, **VARIANTS[variant])
     objective = attack.objective(image)
     if device == "cuda":
@@ -148,15 +150,24 @@ def sd_estimate(height: int, width: int, checkpointing: bool) -> dict:
             "total_gb": (weights + activations + maps + vae) / GB}
 
 
-def print_estimates() -> None:
+def print_estimates() -> tuple[str, list[dict]]:
+    """Print the estimate; return it as a markdown table and as rows."""
     print("\nestimated GPU memory for full-size editors (bf16 weights, one photo, text encoders freed)")
     print(f"  {'model':24s} {'size':>9s} {'checkpointing':>13s} {'weights GB':>10s} {'activations GB':>14s} {'total GB':>9s}")
+    lines = ["An analytic count, not a measurement (bf16 weights, one photo, text encoders freed; the formulas are in "
+             "`flux_estimate` and `sd_estimate` of the script).", "",
+             "| model | size | gradient checkpointing | weights GB | activations GB | total GB |", "|---|---|---|---|---|---|"]
+    rows = []
     for name, estimate in (("FLUX.1-Kontext-dev", flux_estimate), ("SD 1.5 (img2img)", sd_estimate)):
         for size in ((512, 512), (1024, 1024)):
             for ckpt in (False, True):
                 e = estimate(*size, ckpt)
                 print(f"  {name:24s} {size[0]:>4d}x{size[1]:<4d} {'yes' if ckpt else 'no':>13s} "
                       f"{e['weights_gb']:10.1f} {e['activations_gb']:14.1f} {e['total_gb']:9.1f}")
+                lines.append(f"| {name} | {size[0]} x {size[1]} | {'yes' if ckpt else 'no'} | {e['weights_gb']:.1f} | "
+                             f"{e['activations_gb']:.1f} | {e['total_gb']:.1f} |")
+                rows.append({"model": name, "size": list(size), "checkpointing": ckpt, **e})
+    return "\n".join(lines), rows
 
 
 def main() -> None:
@@ -166,6 +177,7 @@ def main() -> None:
     parser.add_argument("--estimate-only", action="store_true")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="editors to time (default: all)")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
+    add_results_argument(parser)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], args.steps, args.device)))
@@ -174,16 +186,25 @@ def main() -> None:
         threads = os.environ.get("BENCH_THREADS", "2")
         print(f"attention protection cost ({args.steps} PGD steps after a warm-up, {args.device}, {threads} threads)")
         print(f"  {'editor':26s} {'variant':11s} {'s/step':>8s} {'peak MB':>9s}")
+        lines = [f"{args.steps} PGD steps after a warm-up, {args.device}, {threads} threads; each row a fresh process; "
+                 "peak MB is the growth of the peak memory over the loaded editor.", "",
+                 "| editor | variant | s / step | peak MB |", "|---|---|---|---|"]
+        rows = []
         for config in args.configs:
             for variant in VARIANTS:
                 command = [sys.executable, __file__, "--one", config, variant, "--steps", str(args.steps), "--device", args.device]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"  {config:26s} {variant:11s} failed: {done.stderr.strip().splitlines()[-1]}")
+                    lines.append(f"| {config} | {variant} | failed | |")
                     continue
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 print(f"  {config:26s} {variant:11s} {row['s_per_step']:8.3f} {row['peak_mb']:9.0f}", flush=True)
-    print_estimates()
+                lines.append(f"| {config} | {variant} | {row['s_per_step']:.3f} | {row['peak_mb']:.0f} |")
+                rows.append({"editor": config, "variant": variant, **row})
+        write_result("attention_cost", "\n".join(lines), args.results_dir, args.device, steps=args.steps, rows=rows)
+    table, rows = print_estimates()
+    write_result("attention_memory_estimate", table, args.results_dir, args.device, rows=rows)
 
 
 if __name__ == "__main__":

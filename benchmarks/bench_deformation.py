@@ -6,7 +6,8 @@ tight box plus two jittered ones; LiteMedSAM takes no point prompts). Each prote
 (``uad``, ``mask`` = Attack-SAM logits, ``feature`` = untargeted feature cosine) runs at
 epsilon 8/255 (preset ``standard``: differentiable-JPEG q75 expectation) through ``protect(method="deformation")``; the masks predicted on the
 protected photo, and on its JPEG q75 copy, are compared with the clean masks: mIoU and
-ASR@50 (share of prompts with IoU < 0.5). Prints a markdown table. Usage::
+ASR@50 (share of prompts with IoU < 0.5). Prints a markdown table and writes
+benchmarks/results/deformation.json (stamped). Usage::
 
     python benchmarks/bench_deformation.py [--limit 2] [--steps 40] [--epsilon 8] [--preset standard] [--segmenter sam-litemedsam]
 """
@@ -21,9 +22,10 @@ import numpy as np
 import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
+from _common import add_results_argument, write_result
 from photoshield import attacks, data
 from photoshield.metrics import psnr
-from photoshield.models.sam_prompts import (
+from photoshield.models.sam.prompts import (
     draw_prompts,
     predict_prompts,
     segmentation_agreement,
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--segmenter", default="sam-litemedsam")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--preset", default="standard", help="protect() preset; standard adds differentiable-JPEG q75 EOT")
+    add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     segmenter = resolve_segmenter(args.segmenter, "cpu")
@@ -74,16 +77,21 @@ def main() -> None:
             print(f"  {variant}: mIoU {plain['miou']:.3f} ASR {plain['asr50']:.2f} | JPEG75 mIoU {lossy['miou']:.3f} "
                   f"ASR {lossy['asr50']:.2f} | {float(psnr(photo, result.image)):.1f} dB, {seconds:.0f} s", flush=True)
 
-    print(f"\nLiteMedSAM ({args.segmenter}), {len(names)} photos, epsilon {args.epsilon:g}/255, {args.steps} steps, "
-          f"preset {args.preset}, box prompts\n")
-    print("| protection | mIoU % | ASR@50 % | mIoU % after JPEG 75 | ASR@50 % after JPEG 75 | PSNR dB | s / photo |")
-    print("|---|---|---|---|---|---|---|")
+    lines = [f"Segmenter `{args.segmenter}`, {len(names)} photos ({', '.join(names)}) at native size, epsilon "
+             f"{args.epsilon:g}/255, {args.steps} steps, preset `{args.preset}`, {args.deform_epochs} deformation epochs, "
+             "box prompts drawn from the clean photo's masks.", "",
+             "| protection | mIoU % | ASR@50 % | mIoU % after JPEG 75 | ASR@50 % after JPEG 75 | PSNR dB | s / photo |",
+             "|---|---|---|---|---|---|---|"]
     for variant in ("clean",) + VARIANTS:
         row = {k: float(np.mean(v)) for (who, k), v in figures.items() if who == variant}
         psnr_cell = f"{row['psnr']:.1f}" if "psnr" in row else "-"
         seconds_cell = f"{row['seconds']:.0f}" if "seconds" in row else "-"
-        print(f"| {variant} | {100 * row['miou']:.1f} | {100 * row['asr50']:.1f} | {100 * row['jpeg_miou']:.1f} | "
-              f"{100 * row['jpeg_asr50']:.1f} | {psnr_cell} | {seconds_cell} |")
+        lines.append(f"| {variant} | {100 * row['miou']:.1f} | {100 * row['asr50']:.1f} | {100 * row['jpeg_miou']:.1f} | "
+                     f"{100 * row['jpeg_asr50']:.1f} | {psnr_cell} | {seconds_cell} |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    write_result("deformation", text, args.results_dir, photos=names, epsilon=args.epsilon, steps=args.steps,
+                 preset=args.preset, figures={f"{who}:{key}": values for (who, key), values in figures.items()})
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The small trained editors: edit quality, how broken their edits are by protections, and regeneration.
 
-Three parts (each prints a markdown table; the README's editor tables come from here):
+Three parts (each prints a markdown table for docs/results/):
 
 - ``quality``: each editor's edit on held-out photos (``<photos>/heldout``, centre-cropped to 128 x 128;
   the bundled scenes when that folder is missing): PSNR / SSIM of the edit against the reference edit
-  (:mod:`photoshield.models.edits`), next to the unedited photo's PSNR and the autoencoder round trip of
+  (:mod:`photoshield.models.diffusion.edits`), next to the unedited photo's PSNR and the autoencoder round trip of
   the reference (the ceiling the latent editors can reach), and both against that ceiling.
 - ``protection``: bundled face photos (128 x 128). For each editor, the attention protection (DeContext
   on the DiT, FaceShield's attention term on the UNet), the encoder attack (PhotoGuard, on the editor's
@@ -17,6 +17,8 @@ Three parts (each prints a markdown table; the README's editor tables come from 
   editor's empty prompt (pure regeneration) at several noise levels: bit accuracy.
 
     python benchmarks/bench_editors.py [--part quality protection regeneration] [--faces 4] [--epsilons 4 8 12]
+
+Each part writes benchmarks/results/editors_<part>.json (stamped).
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_results_argument, write_result  # noqa: E402
 
 EDITORS = {"kontext": "editor-kontext-small", "unet": "editor-unet-small"}
+
+
+def emit(lines: list[str], text: str) -> None:
+    """Print a line of a table as it is measured, and keep it for the results file."""
+    print(text, flush=True)
+    lines.append(text)
 
 
 def square(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -58,25 +67,28 @@ def heldout_photos(folder: Path, size: int, limit: int) -> tuple[torch.Tensor, s
 
 def part_quality(args: argparse.Namespace) -> None:
     from photoshield import models
-    from photoshield.models.editors import KONTEXT_EDIT
-    from photoshield.models.edits import edit_names
+    from photoshield.models.diffusion.small_editors import KONTEXT_EDIT
+    from photoshield.models.diffusion.edits import edit_names
     from training.train_editors import evaluate_edits
 
     photos, what = heldout_photos(args.photos, 128, args.heldout)
-    print(f"\n### Edit quality ({what}, 128 x 128, each editor's default settings; PSNR in dB)\n")
-    print("Against the reference edit: the editor's edit, the unedited photo, and the autoencoder round trip of "
-          "the reference (the ceiling of a latent editor). Against that round trip: the edit, and the round trip "
-          "of the unedited photo (an editor that copies without editing).\n")
-    print("| editor | edit | edit | unedited | ceiling | edit vs ceiling | copy vs ceiling | s / edit |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines: list[str] = []
+    print("\n### Edit quality\n")
+    emit(lines, f"{what}, 128 x 128, each editor's default settings; PSNR in dB. Against the reference edit: the "
+         "editor's edit, the unedited photo, and the autoencoder round trip of the reference (the ceiling of a latent "
+         "editor). Against that round trip: the edit, and the round trip of the unedited photo (an editor that copies "
+         "without editing).\n")
+    emit(lines, "| editor | edit | edit | unedited | ceiling | edit vs ceiling | copy vs ceiling | s / edit |")
+    emit(lines, "|---|---|---|---|---|---|---|---|")
     for name in EDITORS.values():
         editor = models.load(name, device="cpu")
         for edit in [KONTEXT_EDIT] if editor.is_flux else edit_names():
             started = time.perf_counter()
             f = evaluate_edits(editor, photos, edits=[edit])
             seconds = (time.perf_counter() - started) / len(photos)
-            print(f"| {name} | {edit} | {f['edit_psnr']:.2f} | {f['unedited_psnr']:.2f} | {f['autoencoder_psnr']:.2f} "
-                  f"| {f['edit_psnr_latent']:.2f} | {f['unedited_psnr_latent']:.2f} | {seconds:.2f} |", flush=True)
+            emit(lines, f"| {name} | {edit} | {f['edit_psnr']:.2f} | {f['unedited_psnr']:.2f} | {f['autoencoder_psnr']:.2f} "
+                 f"| {f['edit_psnr_latent']:.2f} | {f['unedited_psnr_latent']:.2f} | {seconds:.2f} |")
+    write_result("editors_quality", "\n".join(lines), args.results_dir, photos=what)
 
 
 def _sface():
@@ -98,19 +110,22 @@ def part_protection(args: argparse.Namespace) -> None:
     from photoshield import attacks, models
     from photoshield.data import sample, samples
     from photoshield.evaluate.editing import edit_disruption, edit_photo, noise_baseline
-    from photoshield.models.editors import KONTEXT_PROMPT
-    from photoshield.models.edits import EDIT_PROMPTS
+    from photoshield.models.diffusion.small_editors import KONTEXT_PROMPT
+    from photoshield.models.diffusion.edits import EDIT_PROMPTS
     from photoshield.protect import protect
 
     faces = [square(sample(name), 128) for name in samples("faces")[: args.faces]]
     judge = _sface()
     jpeg = attacks.get("jpeg", quality=75)
-    print(f"\n### Protection against the small editors ({len(faces)} bundled faces, 128 x 128, preset {args.preset})\n")
-    print("edit PSNR / SSIM: the protected photo's edit against the clean photo's edit (lower = more broken); "
-          "mass: DiT context-attention mass, protected / clean (clean photo row: its absolute mass); "
-          "SFace: the edit's face against the original (same person >= 0.363; '-' = no face found in the edit).\n")
-    print("| editor | method | eps | edit PSNR | edit SSIM | mass | SFace | after JPEG 75: PSNR | SSIM | mass | SFace | s / photo |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines: list[str] = []
+    print("\n### Protection against the small editors\n")
+    emit(lines, f"{len(faces)} bundled faces, 128 x 128, preset {args.preset}. edit PSNR / SSIM: the protected photo's "
+         "edit against the clean photo's edit (lower = more broken); mass: DiT context-attention mass, protected / clean "
+         "(clean photo row: its absolute mass); SFace: the edit's face against the original (same person >= 0.363; "
+         "'(n -)' = no face found in n edits).\n")
+    emit(lines, "| editor | method | eps | edit PSNR | edit SSIM | mass | SFace | after JPEG 75: PSNR | SSIM | mass | SFace "
+         "| s / photo |")
+    emit(lines, "|---|---|---|---|---|---|---|---|---|---|---|---|")
     for short, name in EDITORS.items():
         editor = models.load(name, device="cpu")
         prompt = KONTEXT_PROMPT if editor.is_flux else EDIT_PROMPTS["warm"]
@@ -118,11 +133,11 @@ def part_protection(args: argparse.Namespace) -> None:
         clean_sface = [_sface_similarity(judge, face, edited) for face, edited in zip(faces, clean_edits)]
         clean_mass = "-"
         if editor.is_flux:  # the absolute mass of the clean photos (the table's mass column is a ratio to it)
-            from photoshield.protect.attention import AttentionAttack
+            from photoshield.protect.attention import AttentionProtection
 
-            probe = AttentionAttack(editor, prompts=[prompt], faces=False, gradient_checkpointing=False)
+            probe = AttentionProtection(editor, prompts=[prompt], faces=False, gradient_checkpointing=False)
             clean_mass = _mean([float(probe.context_mass(face).mean()) for face in faces], 3)
-        print(f"| {name} | (clean photo) | 0 | - | - | {clean_mass} | {_mean(clean_sface)} | - | - | - | - | - |")
+        emit(lines, f"| {name} | (clean photo) | 0 | - | - | {clean_mass} | {_mean(clean_sface)} | - | - | - | - | - |")
         for method in ("attention", "encoder", "facial", "noise"):
             for eps in args.epsilons:
                 rows: dict[str, list] = {}
@@ -146,10 +161,12 @@ def part_protection(args: argparse.Namespace) -> None:
                         rows.setdefault(label + "mass", []).append(figures.get("context_mass_ratio"))
                         rows.setdefault(label + "sface", []).append(
                             _sface_similarity(judge, face, edit_photo(editor, photo, prompt, seed=0)))
-                print(f"| {name} | {method} | {eps} | {_mean(rows['psnr'])} | {_mean(rows['ssim'], 3)} "
-                      f"| {_mean(rows['mass'])} | {_mean(rows['sface'])} | {_mean(rows['jpeg_psnr'])} "
-                      f"| {_mean(rows['jpeg_ssim'], 3)} | {_mean(rows['jpeg_mass'])} | {_mean(rows['jpeg_sface'])} "
-                      f"| {statistics.mean(seconds):.1f} |", flush=True)
+                emit(lines, f"| {name} | {method} | {eps:g} | {_mean(rows['psnr'])} | {_mean(rows['ssim'], 3)} "
+                     f"| {_mean(rows['mass'])} | {_mean(rows['sface'])} | {_mean(rows['jpeg_psnr'])} "
+                     f"| {_mean(rows['jpeg_ssim'], 3)} | {_mean(rows['jpeg_mass'])} | {_mean(rows['jpeg_sface'])} "
+                     f"| {statistics.mean(seconds):.1f} |")
+    write_result("editors_protection", "\n".join(lines), args.results_dir, faces=len(faces), preset=args.preset,
+                 epsilons=args.epsilons)
 
 
 def _mean(values: list, digits: int = 2) -> str:
@@ -196,9 +213,12 @@ def part_regeneration(args: argparse.Namespace) -> None:
         marks["diffmark refined through the autoencoder"] = RefinedMark(model, through=(grid["autoencoder round trip"],))
     except ModelNotFoundError:
         print("(watermark-diffmark weights not found: only the baselines are measured)")
-    print(f"\n### Regeneration with the small models against watermarks ({what}, 256 x 256): bit accuracy\n")
-    print("| watermark | " + " | ".join(grid) + " |")
-    print("|---|" + "---|" * len(grid))
+    lines: list[str] = []
+    print("\n### Regeneration with the small models against watermarks\n")
+    emit(lines, f"{what}, 256 x 256; SDEdit through `editor-unet-small` with the empty prompt (a pure regeneration), "
+         "20-step schedule; bit accuracy (50 % is chance).\n")
+    emit(lines, "| watermark | " + " | ".join(grid) + " |")
+    emit(lines, "|---|" + "---|" * len(grid))
     generator = torch.Generator().manual_seed(0)
     for label, mark in marks.items():
         n_bits = getattr(mark, "bits", None) or mark.n_bits
@@ -210,7 +230,8 @@ def part_regeneration(args: argparse.Namespace) -> None:
             decoded = mark.decode(seen)
             decoded = decoded if hasattr(mark, "bits") else (decoded > 0).long()
             cells.append(f"{float((decoded.cpu() == bits).float().mean()) * 100:.1f} %")
-        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+        emit(lines, f"| {label} | " + " | ".join(cells) + " |")
+    write_result("editors_regeneration", "\n".join(lines), args.results_dir, photos=what, sdedit=args.sdedit)
 
 
 def main() -> None:
@@ -226,6 +247,7 @@ def main() -> None:
     parser.add_argument("--sdedit", type=float, nargs="+", default=[0.2, 0.4, 0.6], help="SDEdit noise levels")
     parser.add_argument("--editors", nargs="+", default=list(EDITORS), choices=list(EDITORS))
     parser.add_argument("--threads", type=int, default=2)
+    add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for short in list(EDITORS):

@@ -9,6 +9,8 @@ detector, the ONNX judge) report the forward only.
 Usage::
 
     python benchmarks/bench_models.py [--sizes 256 512] [--repeat 3] [--device cpu]
+
+Writes benchmarks/results/models.json (stamped).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from _common import face_photo
+from _common import add_results_argument, face_photo, write_result
 
 CASES = ("face-detector", "face-landmarks", "face-embedder", "face-judge-sface", "sam-litemedsam")
 
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=list(CASES))
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    add_results_argument(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.case:
@@ -118,16 +121,25 @@ def main() -> None:
 
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeat}")
     print(f"{'model':<18} {'size':>5} {'forward ms':>11} {'fwd+bwd ms':>11} {'peak MB':>9}")
+    lines = [f"Best of {args.repeat}, a fresh process per row; forward+backward is to the input pixels; peak MB is "
+             + ("the CUDA allocator's peak." if device.type == "cuda" else
+                "the growth of the process's peak RSS over the loaded model and input."), "",
+             "| model | input | forward ms | forward+backward ms | peak MB |", "|---|---|---|---|---|"]
+    rows = []
     for name in args.models:
         for size in args.sizes:
             command = [sys.executable, __file__, "--case", name, "--sizes", str(size), "--repeat", str(args.repeat), "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"{name:<18} {size:>5} failed: {done.stderr.strip().splitlines()[-1]}")
+                lines.append(f"| `{name}` | {size}x{size} | failed | | |")
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
             backward = f"{row['backward_ms']:11.1f}" if row["backward_ms"] is not None else f"{'n/a':>11}"
             print(f"{name:<18} {size:>5} {row['forward_ms']:11.1f} {backward} {row['peak_mb']:9.0f}")
+            rows.append(row)
+            lines.append(f"| `{name}` | {size}x{size} | {row['forward_ms']:.1f} | {backward.strip()} | {row['peak_mb']:.0f} |")
+    write_result("models", "\n".join(lines), args.results_dir, device, rows=rows)
 
 
 if __name__ == "__main__":

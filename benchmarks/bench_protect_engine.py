@@ -9,7 +9,7 @@ Two models, each measured in one run so the ratios compare like with like:
 For each: seconds per step of (a) a bare loop of forward+backward to the pixels, (b) the engine
 (``run_pgd``, no progress bar), (c) a straight PhotoGuard-style loop (clone, grad, signed step,
 clamp), then the engine with channels-last memory, with bf16 autocast, and with a batch of 4
-photos (seconds per photo-step). Usage::
+photos (seconds per photo-step). Writes benchmarks/results/protect_engine.json (stamped). Usage::
 
     python benchmarks/bench_protect_engine.py [--steps N] [--rounds 3] [--models face-embedder sd-vae]
 """
@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from _common import face_photo
+from _common import add_results_argument, face_photo, write_result
 from photoshield.protect.optim import PGDConfig, run_pgd
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -114,7 +114,8 @@ def engine(loss_fn: LossFn, images: torch.Tensor, steps: int, **settings) -> flo
     return result.seconds / max(result.steps_run, 1)
 
 
-def measure(name: str, steps: int, rounds: int) -> None:
+def measure(name: str, steps: int, rounds: int) -> tuple[str, dict[str, float]]:
+    """Best seconds per step of every variant on one model; returns (markdown table, {variant: s/step})."""
     model, image, make_loss = {"face-embedder": face_case, "sd-vae": vae_case}[name]()
     loss_fn = make_loss(model, image)
     channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -141,8 +142,12 @@ def measure(name: str, steps: int, rounds: int) -> None:
     print(f"\n{name} ({tuple(image.shape[-2:])}, {steps} steps x best of {rounds} rounds, {torch.get_num_threads()} threads)")
     print(f"{'':<32} {'s/step':>8} {'vs bare':>9} {'vs PhotoGuard':>14}")
     bare, photoguard = best["bare forward+backward"], best["PhotoGuard-style loop"]
+    lines = [f"`{name}` at {image.shape[-2]} x {image.shape[-1]}, {steps} steps, best of {rounds} interleaved rounds:", "",
+             "| variant | s / step | vs bare | vs PhotoGuard loop |", "|---|---|---|---|"]
     for label, seconds in best.items():
         print(f"{label:<32} {seconds:8.3f} {100 * (seconds / bare - 1):+8.1f}% {100 * (seconds / photoguard - 1):+13.1f}%")
+        lines.append(f"| {label} | {seconds:.3f} | {100 * (seconds / bare - 1):+.1f} % | {100 * (seconds / photoguard - 1):+.1f} % |")
+    return "\n".join(lines), best
 
 
 def main() -> None:
@@ -150,9 +155,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default 30 face-embedder, 10 sd-vae)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["face-embedder", "sd-vae"])
+    add_results_argument(parser)
     args = parser.parse_args()
+    tables, figures = [], {}
     for name in args.models:
-        measure(name, args.steps or DEFAULT_STEPS[name], args.rounds)
+        table, figures[name] = measure(name, args.steps or DEFAULT_STEPS[name], args.rounds)
+        tables.append(table)
+    write_result("protect_engine", "\n\n".join(tables), args.results_dir, seconds_per_step=figures)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 A decoder and a learned 3 x 32 x 32 message pattern (the embedder's skip path, alone) are trained
 together on random crops of the training photos (``runs/watermark/photos``), the pattern added at a
 fixed RMS with the perceptual mask as ``embed`` adds it; bit accuracy of each batch, every 25 steps.
-This is the start of training that decides whether a CPU run learns at all.
+This is the start of training that decides whether a CPU run learns at all. Writes
+benchmarks/results/watermark_decoder_start.json (stamped).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_results_argument, write_result  # noqa: E402
 
 
 def run(linear_size: int, args: argparse.Namespace) -> list[tuple[int, float]]:
@@ -52,12 +54,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rms", type=float, default=0.08, help="residual RMS (0.08 is about 24 dB)")
     parser.add_argument("--threads", type=int, default=1)
+    add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     curves = {"CNN": run(0, args), "CNN + linear read-out": run(32, args)}
-    print("| step | " + " | ".join(curves) + " |\n|---|" + "---|" * len(curves))
+    lines = [f"Bit accuracy of each training batch (8 crops), the message pattern alone at RMS {args.rms:g}:", "",
+             "| step | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     for index, (step, _) in enumerate(curves["CNN"]):
-        print(f"| {step} | " + " | ".join(f"{100 * curve[index][1]:.1f} %" for curve in curves.values()) + " |")
+        lines.append(f"| {step} | " + " | ".join(f"{100 * curve[index][1]:.1f} %" for curve in curves.values()) + " |")
+    text = "\n".join(lines)
+    print(text)
+    write_result("watermark_decoder_start", text, args.results_dir, rms=args.rms, curves=curves)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ pair-count FPR is reported beside it. Same person: score >= threshold (distance 
 
 Models: the dlib ResNet port ``face-embedder`` (Euclidean distance; dlib's convention: same person
 below 0.6), the SFace judge ``face-judge-sface`` (cosine; OpenCV's 0.363), the four ports of
-:mod:`photoshield.models.face_description` (cosine; no conventional threshold) and, where the
+:mod:`photoshield.models.face.description` (cosine; no conventional threshold) and, where the
 ``judges`` extra is installed, ``dlib`` itself (distance, 0.6). Faces are located by the detector's
 box and 5 landmarks stored in the manifest: the dlib port finds its 68 landmarks in that box; SFace
 takes YuNet's landmarks of the face at that box (the stored MTCNN landmarks where YuNet misses it);
@@ -186,7 +186,7 @@ def load_model(name: str) -> Model:
 
         return Model(name, "cosine", embed_sface, notes)
     if name == "dlib":
-        from photoshield.models.face_judge import DlibJudge
+        from photoshield.models.face.judge import DlibJudge
 
         judge = DlibJudge()  # raises PhotoshieldError without the judges extra
         import dlib
@@ -205,7 +205,7 @@ def load_model(name: str) -> Model:
             return np.asarray(judge.recognizer.compute_face_descriptor(rgb, shape), dtype=np.float32)
 
         return Model(name, "distance", embed_dlib, notes)
-    from photoshield.models.face_description import crop_faces, load_description
+    from photoshield.models.face.description import crop_faces, load_description
 
     model = load_description(name, device="cpu")
 

@@ -1,13 +1,17 @@
 """Render the benchmarks' stamped results (benchmarks/results/*.json) as docs/results/*.md.
 
 Every page starts with where its numbers come from (command, commit, date, torch, threads, device)
-and shows the tables the benchmark itself wrote; nothing is typed in by hand. Usage::
+and shows the tables the benchmark itself wrote; nothing is typed in by hand. ``docs/results/index.md``
+lists the pages, and the benchmarks that have no results file yet with the command that measures them.
+Usage::
 
-    python benchmarks/render_results.py            # every results file that has a renderer
+    python benchmarks/render_results.py            # every results file that has a renderer, and the index
+    python benchmarks/render_results.py --check    # exit 1 when a page differs from what its JSON renders to
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -58,31 +62,117 @@ def _thresholds(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-    "facial_protection": ("Facial protection: leave-one-out, SFace and dlib", _tables),
-    "watermark_forgery": ("Watermark forgery and removal without the key", _tables),
-    "fuzz_io": ("Image reading under a fuzz corpus", _fuzz),
-    "face_thresholds": ("Same-person thresholds of the identity models", _thresholds),
+# name -> (title, renderer, the command that measures it); a page exists once benchmarks/results/<name>.json does.
+PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
+    "facial_protection": ("Facial protection: leave-one-out, SFace and dlib", _tables,
+                          "python benchmarks/bench_facial_protection.py"),
+    "facial_protection_robust": ("Facial protection with the robust preset (purifications in the expectation)", _tables,
+                                 "python benchmarks/bench_facial_protection.py --epsilons 8 --preset robust "
+                                 "--output benchmarks/results/facial_protection_robust.json"),
+    "facial_protection_eps6": ("Facial protection at 6/255 (face-region PSNR near 35 dB)", _tables,
+                               "python benchmarks/bench_facial_protection.py --epsilons 6 "
+                               "--output benchmarks/results/facial_protection_eps6.json"),
+    "protect_engine": ("Protection engine cost", _tables, "python benchmarks/bench_protect_engine.py"),
+    "attention_cost": ("Attention protection: time and memory per step", _tables,
+                       "BENCH_THREADS=1 python benchmarks/bench_attention.py --steps 2"),
+    "attention_memory_estimate": ("Attention protection: estimated GPU memory of full-size editors", _tables,
+                                  "python benchmarks/bench_attention.py --estimate-only"),
+    "deformation": ("Deformation protection against LiteMedSAM", _tables,
+                    "python benchmarks/bench_deformation.py --limit 3"),
+    "editors_quality": ("Small editors: edit quality", _tables,
+                        "python benchmarks/bench_editors.py --part quality"),
+    "editors_protection": ("Protection against the small editors", _tables,
+                           "python benchmarks/bench_editors.py --part protection"),
+    "editors_regeneration": ("Regeneration by the small models against watermarks", _tables,
+                             "python benchmarks/bench_editors.py --part regeneration --heldout 10"),
+    "watermark_bundled": ("Watermark on the bundled photos", _tables, "python benchmarks/bench_watermark.py"),
+    "watermark_peers": ("Watermark against its peers, and its false-positive rate", _tables,
+                        "python benchmarks/bench_watermark_peers.py --limit 10 --strengths 1 0.5 --refine-steps 0 60 "
+                        "--search --refine-for-crops --fpr-crops 10000 --fpr-search-crops 100"),
+    "watermark_forgery": ("Watermark forgery and removal without the key", _tables,
+                          "python benchmarks/bench_watermark_forgery.py"),
+    "watermark_refinement": ("Watermark: informed embedding", _tables,
+                             "python benchmarks/bench_watermark_refine.py --parts refinement --through-autoencoder"),
+    "watermark_decoder_branches": ("Watermark decoder: what each branch reads", _tables,
+                                   "python benchmarks/bench_watermark_refine.py --parts decoder"),
+    "watermark_capacity": ("Watermark decoder: capacity at a given PSNR", _tables,
+                           "python benchmarks/bench_watermark_refine.py --parts capacity"),
+    "watermark_whitening": ("Watermark: the whitened read-out", _tables,
+                            "python benchmarks/bench_watermark_whitening.py --limit 10 --strengths 0.5"),
+    "watermark_decoder_start": ("Watermark decoder: the start of training", _tables,
+                                "python benchmarks/bench_watermark_decoder_start.py"),
+    "generative_attacks": ("Face swap and autoencoder round trip", _tables,
+                           "python benchmarks/bench_generative_attacks.py"),
+    "attacks_throughput": ("Attack throughput", _tables, "python benchmarks/bench_attacks.py"),
+    "models": ("Model time and memory", _tables, "python benchmarks/bench_models.py"),
+    "face_thresholds": ("Same-person thresholds of the identity models", _thresholds,
+                        "python benchmarks/calibrate_face_thresholds.py"),
+    "fuzz_io": ("Image reading under a fuzz corpus", _fuzz, "python benchmarks/fuzz_io.py --count 2000"),
 }
 
 
-def render(name: str) -> Path:
-    """Write docs/results/<name>.md from benchmarks/results/<name>.json; return its path."""
-    title, body = PAGES[name]
+def page_text(name: str) -> str:
+    """The markdown of docs/results/<name>.md, rendered from benchmarks/results/<name>.json."""
+    title, body, _ = PAGES[name]
     result = json.loads((RESULTS / f"{name}.json").read_text())
-    text = f"# {title}\n\n{_provenance(result['stamp'])}\n\n{body(result)}\n"
+    return f"# {title}\n\n{_provenance(result['stamp'])}\n\n{body(result)}\n"
+
+
+def index_text() -> str:
+    """The markdown of docs/results/index.md: every page, and what has no results file yet."""
+    lines = ["# Measured results", "", "Every page here is generated by `python benchmarks/render_results.py` from the "
+             "stamped JSON a benchmark writes to `benchmarks/results/`; each page says which command, commit, date, "
+             "torch build, thread count and device measured it.", ""]
+    lines += [f"- [{title}]({name}.md)" for name, (title, _, _) in PAGES.items() if (RESULTS / f"{name}.json").exists()]
+    missing = [(title, command) for name, (title, _, command) in PAGES.items() if not (RESULTS / f"{name}.json").exists()]
+    if missing:
+        lines += ["", "Not measured in this checkout yet (run the command, then `python benchmarks/render_results.py`):", ""]
+        lines += [f"- {title}: `{command}`" for title, command in missing]
+    return "\n".join(lines) + "\n"
+
+
+def expected_pages() -> dict[Path, str]:
+    """Every generated page under docs/results/ and the text it should have."""
+    pages = {DOCS / f"{name}.md": page_text(name) for name in PAGES if (RESULTS / f"{name}.json").exists()}
+    pages[DOCS / "index.md"] = index_text()
+    return pages
+
+
+def _write(target: Path, text: str) -> Path:
     DOCS.mkdir(parents=True, exist_ok=True)
-    target = DOCS / f"{name}.md"
     temporary = target.with_suffix(".tmp")
     temporary.write_text(text)
     temporary.replace(target)
     return target
 
 
+def render(name: str) -> Path:
+    """Write docs/results/<name>.md from benchmarks/results/<name>.json; return its path."""
+    return _write(DOCS / f"{name}.md", page_text(name))
+
+
+def stale_pages() -> list[str]:
+    """Pages under docs/results/ that differ from what the results files render to, or that no results file makes."""
+    def shown(path: Path) -> str:
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+    expected = expected_pages()
+    stale = [shown(path) for path, text in expected.items() if not path.exists() or path.read_text() != text]
+    stale += [shown(path) + " (no results file renders it)" for path in sorted(DOCS.glob("*.md")) if path not in expected]
+    return stale
+
+
 def main() -> None:
-    for name in PAGES:
-        if (RESULTS / f"{name}.json").exists():
-            print(f"wrote {render(name).relative_to(REPO)}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report pages that are out of date (exit 1 if any)")
+    args = parser.parse_args()
+    if args.check:
+        stale = stale_pages()
+        for page in stale:
+            print(f"out of date: {page}")
+        raise SystemExit(1 if stale else 0)
+    for path, text in expected_pages().items():
+        print(f"wrote {_write(path, text)}")
 
 
 if __name__ == "__main__":
