@@ -247,7 +247,7 @@ def _run(command: list[str], cwd: Path) -> None:
 
 def fetch(package: Package, cache: Path) -> Path:
     """Download one pinned package into ``cache`` (once) and return the archive's path."""
-    folder = cache / re.sub(r"[^A-Za-z0-9._-]", "_", package.spec)
+    folder = (cache / re.sub(r"[^A-Za-z0-9._-]", "_", package.spec)).resolve()  # pip runs inside it: absolute
     folder.mkdir(parents=True, exist_ok=True)
     found = [p for p in folder.iterdir() if p.suffix in (".gz", ".whl", ".deb", ".zip")]
     if found:
