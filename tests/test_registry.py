@@ -115,7 +115,8 @@ def test_pickles_are_refused(tmp_path):
         registry.load_state_dict(file)
 
 
-BUNDLED = ("face-detector", "face-landmarks", "face-embedder", "face-judge-sface", "face-detector-yunet", "sam-litemedsam")
+BUNDLED = ("face-detector", "face-landmarks", "face-embedder", "face-judge-sface", "face-detector-yunet", "sam-litemedsam",
+           "sam-distilled-small")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -137,8 +138,8 @@ def test_every_bundled_file_is_registered_and_in_the_notice():
         assert file.name in registered, f"{file.name} is bundled but no checkpoint names it"
         assert file.name in notice, f"{file.name} has no license/attribution in NOTICE"
     # converted face/SAM models ~38 MB, the autoencoder 2.6 MB, the two small editors 22.5 MB (issue budget 40 MB),
-    # room for the watermark (issue budget 30 MB)
-    assert sum(f.stat().st_size for f in files) < 100e6, "bundled weights above the 100 MB budget"
+    # room for the watermark (issue budget 30 MB), the distilled segmenter's encoder 2 MB
+    assert sum(f.stat().st_size for f in files) < 105e6, "bundled weights above the 105 MB budget"
 
 
 def test_notice_is_built_from_the_fragments():

@@ -34,6 +34,7 @@ PROVIDER_MODULES = (
     "photoshield.models.face.arcface",
     "photoshield.models.face.description",
     "photoshield.models.sam.segmenter",
+    "photoshield.models.sam.distilled",
     "photoshield.models.diffusion.small_editors",
     "photoshield.models.autoencoder",
 )

@@ -230,7 +230,7 @@ def protect(
             editors; needs ``editor=`` or ``vae=``), ``attention`` (editors; needs ``editor=``),
             ``deformation`` (promptable segmentation).
         epsilon: the L_inf budget in [0, 1] pixel units (8/255: no pixel moves more than 8 levels).
-        steps: engine steps; None for the preset's.
+        steps: engine steps; None for the preset's (scaled by the method's ``Objective.steps_scale``).
         preset: ``light``, ``standard``, ``strong`` or ``robust`` (:data:`PRESETS`).
         seed: makes the run repeatable.
         device: where to compute; None for the best available.
@@ -272,6 +272,8 @@ def protect(
     objective = _METHODS[method](images, **options)
     if objective.target_loss is not None and config.target_loss is None:
         config.target_loss = objective.target_loss
+    if steps is None and objective.steps_scale != 1.0:
+        config.steps = max(1, round(config.steps * objective.steps_scale))
 
     report: dict[str, Any] = {"method": method, "preset": preset, "epsilon_255": round(epsilon * 255, 3), "seed": seed}
     report.update(objective.info)

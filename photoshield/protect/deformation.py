@@ -75,6 +75,9 @@ __all__ = [
 ]
 
 VARIANTS = ("uad", "mask", "feature")
+# A quarter of the preset's engine steps (standard: 15 of 60): a step costs a segmenter encoder's forward and
+# backward, and on the tuning photos (benchmarks/bench_deformation_tuning.py) more steps bought little.
+STEPS_SCALE = 0.25
 UNITS = 1024.0  # displacement unit: 1/1024 of the image side (UAD's pixels on its 1024 px canvas)
 
 
@@ -251,6 +254,7 @@ class DeformationProtection:
         max_displacement: largest control-point move, as a fraction of the side.
         proxy_steps: PGD steps per candidate to pick the target (0: the farthest candidate).
         proxy_epsilon: those steps' budget.
+        clean_weight: UAD's push away from the clean features, against the pull toward the warped ones (1).
         margin: the mask variant's logit margin.
         max_masks: prompts drawn for the mask variant and the measures.
         measure: segment clean and protected photos for the report.
@@ -287,6 +291,7 @@ class DeformationProtection:
         max_displacement: float = 0.1,
         proxy_steps: int = 0,
         proxy_epsilon: float = 8 / 255,
+        clean_weight: float = 1.0,
         margin: float = 10.0,
         max_masks: int = 6,
         measure: bool = True,
@@ -302,6 +307,7 @@ class DeformationProtection:
         self.grid, self.candidates, self.deform_epochs = grid, candidates, deform_epochs
         self.deform_lr, self.smoothness, self.max_displacement = deform_lr, smoothness, max_displacement
         self.proxy_steps, self.proxy_epsilon, self.margin = proxy_steps, proxy_epsilon, margin
+        self.clean_weight = clean_weight
         self.max_masks, self.measure, self.seed = max_masks, measure, seed
         self.deformation: Deformation | None = None  # the last simulated deformation, for inspection
 
@@ -312,12 +318,13 @@ class DeformationProtection:
         return [encoded.layers[index] for index in self.layers]
 
     def feature_loss(self, adversarial: list[torch.Tensor], clean: list[torch.Tensor], target: list[torch.Tensor] | None) -> torch.Tensor:
-        """Per image: mean over blocks of cos(adv, clean) - cos(adv, target) (target None: cos(adv, clean))."""
+        """Per image: mean over blocks of w cos(adv, clean) - cos(adv, target), w = ``clean_weight``
+        (target None: cos(adv, clean))."""
         total = 0.0
         for index, feature in enumerate(adversarial):
             term = _cosine(feature, clean[index])
             if target is not None:
-                term = term - _cosine(feature, target[index])
+                term = self.clean_weight * term - _cosine(feature, target[index])
             total = total + term
         return total / len(adversarial)
 
@@ -404,7 +411,7 @@ class DeformationProtection:
                 return self.mask_loss(x, prompts)
 
         measure = self._measure(images, clean) if self.measure else None
-        return Objective(loss_fn=loss_fn, measure=measure, info=info)
+        return Objective(loss_fn=loss_fn, measure=measure, info=info, steps_scale=STEPS_SCALE)
 
     def _measure(self, images: torch.Tensor, clean: list[torch.Tensor]):
         """A report measure: feature cosine to the clean photo and box-prompt mIoU / ASR@50 against it."""

@@ -32,6 +32,8 @@ class Objective:
         target_loss: stop once every image's loss is at or below it.
         skip: images to leave unchanged.
         info: extra report entries.
+        steps_scale: the method's share of the preset's engine steps when the caller sets none (a method
+            whose steps are costly and converge early, such as ``deformation``, uses fewer).
 
     Shapes:
         - loss_fn: (B, 3, H, W) -> (B,)
@@ -56,3 +58,4 @@ class Objective:
     target_loss: float | None = None
     skip: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    steps_scale: float = 1.0
