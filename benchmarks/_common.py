@@ -88,3 +88,14 @@ def face_photo(size: int, device: str | torch.device = "cpu") -> torch.Tensor:
 
     image = read_image(face_photo_path())
     return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False).to(device)
+
+
+def map_jobs(function, jobs: list, workers: int = 1) -> list:
+    """``[function(job) for job in jobs]``, in ``workers`` forked processes when above 1 (one torch thread each is
+    the caller's to set). Models loaded before the call are shared with the workers, not loaded again."""
+    if workers <= 1:
+        return [function(job) for job in jobs]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(function, jobs, chunksize=1)

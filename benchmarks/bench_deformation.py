@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
-from _common import add_results_argument, write_result
+from _common import add_results_argument, map_jobs, write_result
 from photoshield import attacks, data
 from photoshield.image import quantize, resize_to
 from photoshield.metrics import psnr
@@ -147,13 +147,7 @@ def main() -> None:
     figures: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)  # (variant, source, judge, key)
     costs: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (variant, source, key)
     jobs = list(enumerate(names))
-    if args.workers > 1:  # photos in parallel, one torch thread each; the models are loaded once, before the fork
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            outcomes = pool.map(measure_photo, jobs, chunksize=1)
-    else:
-        outcomes = [measure_photo(job) for job in jobs]
+    outcomes = map_jobs(measure_photo, jobs, args.workers)  # photos in parallel; the models are loaded once
     agreement: dict[tuple[str, str], list[float]] = defaultdict(list)
     for photo_figures, photo_costs, photo_agreement, log in outcomes:
         print(log, flush=True)

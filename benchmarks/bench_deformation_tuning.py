@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
-from _common import add_results_argument, write_result
+from _common import add_results_argument, map_jobs, write_result
 from photoshield import attacks
 from photoshield.image import quantize, resize_to
 from photoshield.io import read_image
@@ -106,13 +106,7 @@ def main() -> None:
     STATE.update(args=args, models=models)
     figures: dict[tuple[str, str], list[float]] = defaultdict(list)
     jobs = list(enumerate(photos))
-    if args.workers > 1:  # photos in parallel, one torch thread each; the models are loaded once, before the fork
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-            outcomes = pool.map(measure_photo, jobs, chunksize=1)
-    else:
-        outcomes = [measure_photo(job) for job in jobs]
+    outcomes = map_jobs(measure_photo, jobs, args.workers)  # photos in parallel; the models are loaded once
     for photo_figures, log in outcomes:
         print(log, flush=True)
         for key, value in photo_figures.items():

@@ -79,8 +79,12 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                   "python benchmarks/bench_attention.py --estimate-only"),
     "deformation": ("Deformation protection: white-box and transfer between two segmenters", _tables,
                     "python benchmarks/bench_deformation.py --limit 5 --workers 2"),
+    "deformation_timing": ("Deformation protection: seconds a 512 px photo on 2 CPU cores", _tables,
+                           "python benchmarks/bench_deformation.py --limit 1 --threads 2 --variants uad feature "
+                           "--protect-with sam-litemedsam --judges sam-litemedsam --purify --name deformation_timing"),
     "deformation_tuning": ("Deformation protection: settings tuned on training photos", _tables,
-                           "python benchmarks/bench_deformation_tuning.py"),
+                           "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings uad-40 uad-15 "
+                           "feature-15 uad-15-mi-di feature-15-mi-di uad-15-blocks2-7"),
     "editors_quality": ("Small editors: edit quality", _tables,
                         "python benchmarks/bench_editors.py --part quality"),
     "editors_protection": ("Protection against the small editors", _tables,

@@ -26,7 +26,10 @@ epoch's 40 steps matter. Here ``proxy_steps > 0`` spends proxy steps once, after
 deformation, on every candidate: each candidate is attacked for ``proxy_steps`` steps and
 the one the budget pulls closest (lowest attack loss) becomes the target; with
 ``proxy_steps=0`` (default, cheaper) the farthest candidate is chosen. The final steps
-are the engine's ``steps``. Momentum and input diversity come from the engine
+are the engine's ``steps``: when the caller sets none, a quarter of the preset's (``STEPS_SCALE``;
+``standard``: 15), because every step runs the segmenter's encoder forward and backward and more
+steps bought little on the tuning photos (``benchmarks/bench_deformation_tuning.py``). A 512 px
+photo then takes under a minute on 2 CPU cores against LiteMedSAM. Momentum and input diversity come from the engine
 (``protect(..., momentum=1.0, input_diversity=0.5)``).
 
 Encoder blocks (``layers``): UAD uses SAM ViT-B blocks 4-7 of 12, the middle third. On
@@ -42,7 +45,11 @@ Baselines (``variant=``):
   (squared hinge, as Attack-SAM's MSE toward ``min(logits, -10)``). It knows the prompts.
 * ``"feature"`` — untargeted feature attack: minimise ``cos(f(x_adv), f(clean))``.
 
-Use: ``protect(photo, method="deformation", segmenter="sam-litemedsam" | PATH, variant="uad")``.
+Transfer: ``benchmarks/bench_deformation.py`` judges every protection by LiteMedSAM and by
+``sam-distilled-small``, a convolutional segmenter distilled from it that no protection is computed on
+by default.
+
+Use: ``protect(photo, method="deformation", segmenter="sam-litemedsam" | "sam-distilled-small" | PATH, variant="uad")``.
 """
 
 from __future__ import annotations

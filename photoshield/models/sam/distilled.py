@@ -175,6 +175,7 @@ registry.register(
         ),
         description="convolutional (MobileNetV2-style) image encoder distilled from LiteMedSAM's embeddings and masks, "
         "with LiteMedSAM's prompt encoder and mask decoder; 256 px, box prompts; a segmenter no protection is computed on "
-        "by default, to judge transfer.",
+        "by default, to judge transfer. Its box-prompt masks agree with LiteMedSAM's at mIoU 70.4 % on the 10 held-out "
+        "bundled photos of benchmarks/bench_deformation.py.",
     )
 )
