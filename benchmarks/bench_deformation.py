@@ -30,6 +30,7 @@ import torch
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
 from _common import add_results_argument, map_jobs, write_result
 from photoshield import attacks, data
+from photoshield.evaluate.editing import noise_baseline
 from photoshield.image import quantize, resize_to
 from photoshield.metrics import psnr
 from photoshield.models.sam.prompts import draw_prompts, mask_iou, predict_prompts, segmentation_agreement
@@ -50,13 +51,6 @@ def bare_step_seconds(segmenter, repeats: int = 2) -> float:
         segmenter.encode(pixels).embedding.pow(2).mean().backward()
         best = min(best, time.perf_counter() - started)
     return best
-
-
-def sign_noise(photo: torch.Tensor, epsilon: float, seed: int) -> torch.Tensor:
-    """The photo plus +-epsilon per pixel with random signs, on the 8-bit grid (the same L_inf budget)."""
-    generator = torch.Generator().manual_seed(seed)
-    signs = torch.randint(0, 2, photo.shape, generator=generator).float() * 2 - 1
-    return quantize((photo + signs * epsilon).clamp(0, 1))
 
 
 STATE: dict = {}  # the parsed arguments and loaded segmenters, shared with forked workers
@@ -95,7 +89,7 @@ def measure_photo(job: tuple[int, str]) -> tuple[dict, dict, str]:
     for variant, source in runs:
         started = time.perf_counter()
         if variant == "noise":
-            protected, per_step = sign_noise(photo, epsilon, seed=index), None
+            protected, per_step = noise_baseline(photo, epsilon, seed=index), None
         else:
             result = protect(photo, method="deformation", segmenter=models[source], variant=variant, epsilon=epsilon,
                              steps=args.steps, preset=args.preset, measure=False, progress=False, seed=index)

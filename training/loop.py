@@ -56,12 +56,16 @@ class PhotoCrops:
     def __len__(self) -> int:
         return len(self.images)
 
+    def photo(self, rng: random.Random) -> torch.Tensor:
+        """One whole photo (1, 3, H, W) uint8, drawn with ``rng`` by group (stills 3/4, video frames 1/4)."""
+        group = rng.choices([g for g, _ in self.groups], weights=[w for _, w in self.groups])[0]
+        return self.images[rng.choice(group)]
+
     def batch(self, batch_size: int) -> torch.Tensor:
         """A (B, 3, size, size) float batch in [0, 1]."""
         crops = []
         for _ in range(batch_size):
-            group = self.rng.choices([g for g, _ in self.groups], weights=[w for _, w in self.groups])[0]
-            image = self.images[self.rng.choice(group)]
+            image = self.photo(self.rng)
             _, _, height, width = image.shape
             side = max(16, int(min(height, width) * self.rng.uniform(0.15, 1.0)))
             aspect = self.rng.uniform(0.8, 1.25)

@@ -68,8 +68,7 @@ class SegmenterTrainConfig:
 
 def random_crop(data: PhotoCrops, rng: random.Random, side: int = 256) -> torch.Tensor:
     """A (1, 3, h, w) crop in [0, 1] of random scale and aspect (0.6-1.6), long side ``side``, maybe mirrored."""
-    group = rng.choices([g for g, _ in data.groups], weights=[w for _, w in data.groups])[0]
-    image = data.images[rng.choice(group)]
+    image = data.photo(rng)
     height, width = image.shape[-2:]
     scale, aspect = rng.uniform(0.3, 1.0), rng.uniform(0.6, 1.6)
     crop_h = max(32, min(height, int(min(height, width) * scale * aspect ** 0.5)))

@@ -34,7 +34,7 @@ from torch import nn
 from ...errors import PhotoshieldError
 from .. import registry
 from .heads import MaskDecoder, PromptEncoder
-from .segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter
+from .segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter, decode_with_heads
 from .tinyvit import LayerNorm2d
 
 __all__ = ["DISTILLED_SAM_SHA256", "ConvEncoder", "DistilledSam", "InvertedResidual"]
@@ -138,9 +138,7 @@ class DistilledSam(Segmenter):
         return self.image_encoder(pixels)
 
     def _decode(self, embedding, points, labels, boxes, multimask):
-        sparse, dense = self.prompt_encoder(points, labels, boxes, embedding.shape[0])
-        return self.mask_decoder(embedding, self.prompt_encoder.dense_pe().to(embedding.dtype), sparse.to(embedding.dtype),
-                                 dense.to(embedding.dtype), multimask)
+        return decode_with_heads(self.prompt_encoder, self.mask_decoder, embedding, points, labels, boxes, multimask)
 
 
 def _load_distilled(path: Path, device: torch.device, decoder_path: str | Path | None = None) -> DistilledSam:

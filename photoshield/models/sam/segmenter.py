@@ -252,6 +252,14 @@ class Segmenter(nn.Module):
         return self.predict(images, **prompts)
 
 
+def decode_with_heads(prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, embedding: torch.Tensor, points, labels,
+                      boxes, multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's prompt encoder and mask decoder on (B, 256, h, w) embeddings: (low-resolution logits, IoU scores)."""
+    sparse, dense = prompt_encoder(points, labels, boxes, embedding.shape[0])
+    dtype = embedding.dtype
+    return mask_decoder(embedding, prompt_encoder.dense_pe().to(dtype), sparse.to(dtype), dense.to(dtype), multimask)
+
+
 class LiteMedSAM(Segmenter):
     """LiteMedSAM (TinyViT encoder + SAM prompt encoder and mask decoder) at 256 px.
 
@@ -288,8 +296,7 @@ class LiteMedSAM(Segmenter):
         return self.image_encoder(pixels)
 
     def _decode(self, embedding, points, labels, boxes, multimask):
-        sparse, dense = self.prompt_encoder(points, labels, boxes, embedding.shape[0])
-        return self.mask_decoder(embedding, self.prompt_encoder.dense_pe().to(embedding.dtype), sparse.to(embedding.dtype), dense.to(embedding.dtype), multimask)
+        return decode_with_heads(self.prompt_encoder, self.mask_decoder, embedding, points, labels, boxes, multimask)
 
 
 class TransformersSam(Segmenter):
