@@ -57,6 +57,20 @@ def test_zero_displacement_is_the_identity_and_content_follows_the_control_point
     assert y == 20 and 26 <= x <= 30
 
 
+@pytest.mark.parametrize(("index", "shift"), [(6, (0.1, 0.05)), (18, (-0.08, 0.1))])
+def test_an_off_centre_control_point_carries_its_pixel_exactly_where_it_moves(index, shift):
+    """Off-centre points tell the spline's kernel centres apart: the wrong ones move the dot a few pixels off."""
+    size, grid = 81, 5
+    cx, cy = control_grid(grid)[index].tolist()
+    px, py = round((cx + 1) / 2 * size - 0.5), round((cy + 1) / 2 * size - 0.5)
+    dot = torch.zeros(1, 3, size, size)
+    dot[..., py, px] = 1.0
+    displacement = torch.zeros(1, grid * grid, 2)
+    displacement[0, index] = torch.tensor(shift)
+    y, x = divmod(int(tps_warp(dot, displacement, grid)[0, 0].argmax()), size)
+    assert abs(x - (px + shift[0] * size)) <= 1 and abs(y - (py + shift[1] * size)) <= 1
+
+
 def test_bending_energy_ignores_affine_warps_and_sees_bumps():
     grid = control_grid(6)
     affine = grid @ torch.tensor([[0.05, 0.02], [-0.03, 0.04]]) + 0.01

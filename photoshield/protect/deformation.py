@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,9 +109,12 @@ def tps_warp(images: torch.Tensor, displacement: torch.Tensor, grid: int) -> tor
 
     source = control_grid(grid, images.device).expand(images.shape[0], -1, -1)
     target = source + 2.0 * displacement.to(images)
-    # warp_image_tps maps output pixels back to input pixels: the transform goes target -> source.
-    kernel, affine = get_tps_transform(target, source)
-    return warp_image_tps(images, source, kernel, affine, align_corners=False, padding_mode="border")
+    # warp_image_tps maps output pixels back to input pixels: the spline goes target -> source, and since
+    # kornia 0.9.2 its kernels sit on its first argument, which the warp must receive as kernel_centers.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*kernel_centers.*", category=FutureWarning)
+        kernel, affine = get_tps_transform(target, source)
+    return warp_image_tps(images, target, kernel, affine, align_corners=False, padding_mode="border")
 
 
 def bending_energy(displacement: torch.Tensor, grid: int) -> torch.Tensor:
