@@ -798,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     wm_verify.add_argument("--key", help="the key it was embedded with (default: the public key)")
     wm_verify.add_argument("--fpr", type=float, default=1e-6, help="false-positive rate of the decision (default 1e-6)")
     wm_verify.add_argument("--search", action="store_true",
-                           help="also look through crops and rotations (needs --message; ~5 s; the p-value pays for the search)")
+                           help="also look through crops and rotations (needs --message; a fraction of a second; the p-value pays for the search)")
     wm_verify.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
     wm_verify.add_argument("--no-verify", action="store_true",
                           help="load a --model file of your own without checking it (by default it must be the shipped file or carry its checksum)")

@@ -30,6 +30,7 @@ from ..image import resize_to, working_size
 
 __all__ = ["Geometry", "RealignedCrop", "SearchResult", "n_hypotheses", "realigned_crops", "search_logits"]
 
+MIN_AREA = 0.45  # the smallest crop on the grid: a crop to half the area (side 0.707) sits inside it, not on its edge
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, canvases) -> (B,) higher is better
 
 
@@ -67,7 +68,7 @@ def _min_side(size: int, min_area: float) -> int:
     return max(2, math.ceil(size * math.sqrt(min_area)))
 
 
-def n_hypotheses(size: int = 128, min_area: float = 0.5, max_degrees: int = 20) -> int:
+def n_hypotheses(size: int = 128, min_area: float = MIN_AREA, max_degrees: int = 20) -> int:
     """How many geometries the fine grid holds (crops of every side and offset, plus rotations)."""
     crops = sum((size - side + 1) ** 2 for side in range(_min_side(size, min_area), size))
     return 1 + crops + 2 * max_degrees
@@ -79,15 +80,16 @@ def _crop_canvas(window: torch.Tensor, size: int, geometry: Geometry) -> torch.T
     return F.pad(window, (geometry.left, right, geometry.top, bottom), mode="replicate")
 
 
-def _rotation_canvas(image: torch.Tensor, degrees: int) -> torch.Tensor:
+def _rotation_canvas(image: torch.Tensor, degrees: int | torch.Tensor) -> torch.Tensor:
+    """``image`` (B, 3, H, W) turned back by ``degrees`` (one angle, or one per image), edges replicated."""
     from kornia.geometry.transform import rotate
 
-    angle = torch.full((image.shape[0],), -float(degrees), dtype=image.dtype, device=image.device)
-    return rotate(image, angle, padding_mode="border")
+    angle = -torch.as_tensor(degrees, dtype=image.dtype, device=image.device).expand(image.shape[0])
+    return rotate(image, angle.contiguous(), padding_mode="border")
 
 
 def search_logits(decoder: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, score: Score,
-                  size: int = 128, min_area: float = 0.5, max_degrees: int = 20, coarse: int = 3,
+                  size: int = 128, min_area: float = MIN_AREA, max_degrees: int = 20, coarse: int = 3,
                   keep: int = 4, batch: int = 256) -> SearchResult:
     """The logits of the geometry (on the fine grid) whose decode ``score`` rates highest, for one image.
 
