@@ -11,7 +11,8 @@ Three parts (each prints a markdown table for docs/results/):
   autoencoder), the facial method and same-budget random noise, at each epsilon (standard preset): PSNR /
   SSIM between the edits of the protected and the clean photo (lower = more broken), the DiT's
   context-attention mass (protected / clean), the SFace similarity of the edit's face to the original
-  (independent judge; same person >= 0.363), and the same after JPEG quality 75 of the protected photo.
+  (independent judge; same person >= 0.363), for the protected photo as it is, after JPEG quality 75 and
+  after each cheap purification (noise + JPEG, total variation, noisy upscaling).
 - ``regeneration``: the invisible-watermark baselines (and ``watermark-diffmark`` when its weights are
   present) on held-out photos at 256 px, under the autoencoder round trip and SDEdit with the UNet
   editor's empty prompt (pure regeneration) at several noise levels: bit accuracy.
@@ -106,6 +107,12 @@ def _sface_similarity(judge, original: torch.Tensor, edited: torch.Tensor) -> fl
         return None
 
 
+#: what the protected photo goes through before the edit: as it is, a codec, and the cheap purifications
+#: (photoshield.attacks.purify at strength 0.5, as in the facial and deformation tables)
+COPIES = {"as protected": None, "JPEG 75": "jpeg:quality=75", "noise + JPEG": "noise-jpeg:sigma=0.05,quality=72",
+          "TV": "tv:weight=0.075", "noisy upscale": "noisy-upscale:sigma=0.05,scale=0.625"}
+
+
 def part_protection(args: argparse.Namespace) -> None:
     from photoshield import attacks, models
     from photoshield.data import sample, samples
@@ -116,16 +123,16 @@ def part_protection(args: argparse.Namespace) -> None:
 
     faces = [square(sample(name), 128) for name in samples("faces")[: args.faces]]
     judge = _sface()
-    jpeg = attacks.get("jpeg", quality=75)
+    copies = {label: spec for label, spec in COPIES.items() if spec is None or label in args.copies}
     lines: list[str] = []
     print("\n### Protection against the small editors\n")
-    emit(lines, f"{len(faces)} bundled faces, 128 x 128, preset {args.preset}. edit PSNR / SSIM: the protected photo's "
-         "edit against the clean photo's edit (lower = more broken); mass: DiT context-attention mass, protected / clean "
-         "(clean photo row: its absolute mass); SFace: the edit's face against the original (same person >= 0.363; "
-         "'(n -)' = no face found in n edits).\n")
-    emit(lines, "| editor | method | eps | edit PSNR | edit SSIM | mass | SFace | after JPEG 75: PSNR | SSIM | mass | SFace "
-         "| s / photo |")
-    emit(lines, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    emit(lines, f"{len(faces)} bundled faces, 128 x 128, preset {args.preset}. Each protected photo is edited as it is, "
+         "and after each copy below (JPEG, then the cheap purifications that strip adversarial perturbations, "
+         "`photoshield.attacks.purify`). edit PSNR / SSIM: that edit against the clean photo's edit (lower = more "
+         "broken); mass: DiT context-attention mass, protected / clean (clean photo row: its absolute mass); SFace: "
+         "the edit's face against the original (same person >= 0.363; lower = identity lost; '-': the judge found no face in the edits).\n")
+    emit(lines, "| editor | method | eps | copy | edit PSNR | edit SSIM | mass | SFace | s / photo |")
+    emit(lines, "|---|---|---|---|---|---|---|---|---|")
     for short, name in EDITORS.items():
         editor = models.load(name, device="cpu")
         prompt = KONTEXT_PROMPT if editor.is_flux else EDIT_PROMPTS["warm"]
@@ -137,10 +144,10 @@ def part_protection(args: argparse.Namespace) -> None:
 
             probe = AttentionProtection(editor, prompts=[prompt], faces=False, gradient_checkpointing=False)
             clean_mass = _mean([float(probe.context_mass(face).mean()) for face in faces], 3)
-        emit(lines, f"| {name} | (clean photo) | 0 | - | - | {clean_mass} | {_mean(clean_sface)} | - | - | - | - | - |")
-        for method in ("attention", "encoder", "facial", "noise"):
+        emit(lines, f"| {name} | (clean photo) | 0 | - | - | - | {clean_mass} | {_mean(clean_sface)} | - |")
+        for method in args.methods:
             for eps in args.epsilons:
-                rows: dict[str, list] = {}
+                rows: dict[str, dict[str, list]] = {label: {} for label in copies}
                 seconds = []
                 for face, clean_edit in zip(faces, clean_edits):
                     started = time.perf_counter()
@@ -153,20 +160,23 @@ def part_protection(args: argparse.Namespace) -> None:
                         protected = protect(face, method=method, epsilon=eps / 255, preset=args.preset,
                                             steps=args.steps, progress=False, **options).image
                     seconds.append(time.perf_counter() - started)
-                    for label, photo in (("", protected), ("jpeg_", jpeg(protected))):
+                    for label, spec in copies.items():
+                        photo = protected if spec is None else attacks.parse(spec)(
+                            protected, generator=torch.Generator().manual_seed(0))
                         figures = edit_disruption(editor, face, photo, prompt, faces=False, edited_clean=clean_edit,
                                                   seed=0)
-                        rows.setdefault(label + "psnr", []).append(figures["psnr_db"])
-                        rows.setdefault(label + "ssim", []).append(figures["ssim"])
-                        rows.setdefault(label + "mass", []).append(figures.get("context_mass_ratio"))
-                        rows.setdefault(label + "sface", []).append(
+                        row = rows[label]
+                        row.setdefault("psnr", []).append(figures["psnr_db"])
+                        row.setdefault("ssim", []).append(figures["ssim"])
+                        row.setdefault("mass", []).append(figures.get("context_mass_ratio"))
+                        row.setdefault("sface", []).append(
                             _sface_similarity(judge, face, edit_photo(editor, photo, prompt, seed=0)))
-                emit(lines, f"| {name} | {method} | {eps:g} | {_mean(rows['psnr'])} | {_mean(rows['ssim'], 3)} "
-                     f"| {_mean(rows['mass'])} | {_mean(rows['sface'])} | {_mean(rows['jpeg_psnr'])} "
-                     f"| {_mean(rows['jpeg_ssim'], 3)} | {_mean(rows['jpeg_mass'])} | {_mean(rows['jpeg_sface'])} "
-                     f"| {statistics.mean(seconds):.1f} |")
+                for label, row in rows.items():
+                    emit(lines, f"| {name} | {method} | {eps:g} | {label} | {_mean(row['psnr'])} "
+                         f"| {_mean(row['ssim'], 3)} | {_mean(row['mass'])} | {_mean(row['sface'])} "
+                         f"| {statistics.mean(seconds):.1f} |")
     write_result("editors_protection", "\n".join(lines), args.results_dir, faces=len(faces), preset=args.preset,
-                 epsilons=args.epsilons)
+                 epsilons=args.epsilons, copies=copies)
 
 
 def _mean(values: list, digits: int = 2) -> str:
@@ -246,6 +256,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="PGD steps (default: the preset's)")
     parser.add_argument("--sdedit", type=float, nargs="+", default=[0.2, 0.4, 0.6], help="SDEdit noise levels")
     parser.add_argument("--editors", nargs="+", default=list(EDITORS), choices=list(EDITORS))
+    parser.add_argument("--methods", nargs="+", default=["attention", "encoder", "facial", "noise"],
+                        choices=["attention", "encoder", "facial", "noise"], help="protections in the protection table")
+    parser.add_argument("--copies", nargs="+", default=[label for label, spec in COPIES.items() if spec],
+                        choices=[label for label, spec in COPIES.items() if spec],
+                        help="what the protected photo goes through before the edit (besides as it is)")
     parser.add_argument("--threads", type=int, default=2)
     add_results_argument(parser)
     args = parser.parse_args()

@@ -394,6 +394,7 @@ def _search(wm, image: torch.Tensor, plain: payload.Match, message: Message, key
     import numpy as np
 
     from .register import register_logits
+    from .sync import n_hypotheses
 
     unbound = np.asarray(payload.encode(message, key=key, schema=schema).numpy(), dtype=np.uint8) ^ \
         payload.keystream(key, schema.n_bits, schema.version)
@@ -418,6 +419,12 @@ def _search(wm, image: torch.Tensor, plain: payload.Match, message: Message, key
         values = (hard == words).float().sum(2) + 1e-3 * (signs * logits[:, None]).clamp(-1, 1).mean(2)
         return values.max(dim=1).values
 
+    # No geometry can beat a plain read that is already past the best any searched read could score (every bit
+    # right, charged for the grid and the keys): the search would not change the verdict or the p-value.
+    grid = n_hypotheses(wm.config.size)
+    keys = 2**binding.FLIP_BITS if bind else 1
+    if 2 * plain.p_value <= 2 * grid * keys * payload.binomial_p_value(schema.n_bits, schema.n_bits):
+        return dataclasses.replace(plain, p_value=2 * plain.p_value, detected=2 * plain.p_value <= fpr), "as is"
     with torch.no_grad():
         result = register_logits(wm.decoder, image, score, codewords, size=wm.config.size)
     if result.geometry.kind == "none":  # the plain read again, charged more: the plain verdict stands

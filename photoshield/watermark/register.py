@@ -169,15 +169,19 @@ def register_logits(decoder, image: torch.Tensor, score: Score, codewords: Calla
     best_crops = sorted(seen, key=seen.get, reverse=True)[:finalists]
     candidates = [Geometry("none")] + best_crops
     canvases = [square, _crop_canvases(square, best_crops, size)] if best_crops else [square]
-    # rotations are undone at the copy's own aspect ratio, on a copy of at most 2 x size px (as the search does)
-    upright = resize_to(image, working_size(*image.shape[-2:], 2 * size))
+    # rotations are undone at the copy's own aspect ratio: ranked on a copy of at most size px, the best few
+    # turned again on a copy of at most 2 x size px (as the search does) for the full read
     degrees = [d for d in range(-max_degrees, max_degrees + 1) if d]
     if degrees:
-        turned = resize_to(_rotation_canvas(upright.expand(len(degrees), -1, -1, -1), torch.tensor(degrees)),
-                           (size, size))
-        for index in _energy(decoder, turned).topk(min(rotations, len(degrees))).indices.tolist():
-            candidates.append(Geometry("rotation", degrees=degrees[index]))
-            canvases.append(turned[index : index + 1])
+        def turned(side: int, chosen: list[int]) -> torch.Tensor:
+            upright = resize_to(image, working_size(*image.shape[-2:], side))
+            return resize_to(_rotation_canvas(upright.expand(len(chosen), -1, -1, -1), torch.tensor(chosen)),
+                             (size, size))
+
+        ranked = _energy(decoder, turned(size, degrees)).topk(min(rotations, len(degrees))).indices.tolist()
+        chosen = [degrees[index] for index in ranked]
+        candidates += [Geometry("rotation", degrees=d) for d in chosen]
+        canvases.append(turned(2 * size, chosen))
     batch = torch.cat(canvases)
     logits = decoder(batch)
     best = int(score(logits, batch).argmax())
