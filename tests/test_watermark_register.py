@@ -84,3 +84,18 @@ def test_searched_p_values_stay_calibrated_on_clean_crops(model):
         hits += verify(photo[..., top : top + h, left : left + w], MESSAGE, key=KEY, fpr=fpr, model=model,
                        search=True).detected
     assert hits <= fpr * count + 3 * (fpr * count) ** 0.5, hits
+
+
+@pytest.mark.parametrize("linear_size", [32, 0])
+def test_search_runs_on_models_with_and_without_a_linear_read_out(linear_size):
+    """Registration needs the linear read-out; a decoder without one falls back to decoding the grid."""
+    from photoshield.watermark.model import WatermarkConfig, WatermarkModel
+
+    torch.manual_seed(0)
+    config = WatermarkConfig(size=32, block_out_channels=(8, 16), cross_attention_dim=16, attention_head_dim=4,
+                             norm_num_groups=4, decoder_channels=(8, 16), sampling_steps=2,
+                             decoder_linear_size=linear_size, message_skip_size=linear_size)
+    tiny = WatermarkModel(config).eval()
+    photo = resize_to(data.sample("coffee"), (48, 64))
+    result = verify(photo, MESSAGE, key=KEY, model=tiny, search=True, fpr=1e-3)
+    assert not result.detected and 0.0 <= result.p_value <= 1.0

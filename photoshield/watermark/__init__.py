@@ -394,7 +394,7 @@ def _search(wm, image: torch.Tensor, plain: payload.Match, message: Message, key
     import numpy as np
 
     from .register import register_logits
-    from .sync import n_hypotheses
+    from .sync import n_hypotheses, search_logits
 
     unbound = np.asarray(payload.encode(message, key=key, schema=schema).numpy(), dtype=np.uint8) ^ \
         payload.keystream(key, schema.n_bits, schema.version)
@@ -426,7 +426,10 @@ def _search(wm, image: torch.Tensor, plain: payload.Match, message: Message, key
     if 2 * plain.p_value <= 2 * grid * keys * payload.binomial_p_value(schema.n_bits, schema.n_bits):
         return dataclasses.replace(plain, p_value=2 * plain.p_value, detected=2 * plain.p_value <= fpr), "as is"
     with torch.no_grad():
-        result = register_logits(wm.decoder, image, score, codewords, size=wm.config.size)
+        if wm.decoder.linear is not None:
+            result = register_logits(wm.decoder, image, score, codewords, size=wm.config.size)
+        else:  # no linear read-out to register against: decode the grid
+            result = search_logits(wm.decode, image, score, size=wm.config.size)
     if result.geometry.kind == "none":  # the plain read again, charged more: the plain verdict stands
         return dataclasses.replace(plain, p_value=min(1.0, 2 * plain.p_value),
                                    detected=min(1.0, 2 * plain.p_value) <= fpr), "as is"
