@@ -88,7 +88,7 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "editors_quality": ("Small editors: edit quality", _tables,
                         "python benchmarks/bench_editors.py --part quality"),
     "editors_protection": ("Protection against the small editors", _tables,
-                           "python benchmarks/bench_editors.py --part protection"),
+                           "python benchmarks/bench_editors.py --part protection --epsilons 8"),
     "editors_regeneration": ("Regeneration by the small models against watermarks", _tables,
                              "python benchmarks/bench_editors.py --part regeneration --heldout 10"),
     "watermark_bundled": ("Watermark on the bundled photos", _tables, "python benchmarks/bench_watermark.py"),

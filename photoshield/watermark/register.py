@@ -13,8 +13,8 @@ through. ``register_logits`` finds a geometry of the same fine grid (``sync.n_hy
    logits agree best, still from the FFT maps.
 3. The best ``finalists`` are placed to the px: every side and offset within one px of them is put back on
    an exact canvas and scored by ``score`` (the matching bits of the codewords that canvas may carry) on
-   the linear read-out; the best few of those, the best few rotations by the same energy and the unmoved
-   copy are decoded in full and ranked by ``score``, as in the exhaustive search.
+   the linear read-out, and so is every rotation of the grid; the best few crops, the best few rotations
+   and the unmoved copy are decoded in full and ranked by ``score``, as in the exhaustive search.
 
 The answer is a member of the same grid, chosen by the data, so ``verify`` charges it the same union bound
 over ``n_hypotheses`` and its false-positive rate stays what it promises, however the candidate was found.
@@ -169,19 +169,19 @@ def register_logits(decoder, image: torch.Tensor, score: Score, codewords: Calla
     best_crops = sorted(seen, key=seen.get, reverse=True)[:finalists]
     candidates = [Geometry("none")] + best_crops
     canvases = [square, _crop_canvases(square, best_crops, size)] if best_crops else [square]
-    # rotations are undone at the copy's own aspect ratio: ranked on a copy of at most size px, the best few
-    # turned again on a copy of at most 2 x size px (as the search does) for the full read
+    # rotations are undone at the copy's own aspect ratio, on a copy of at most 2 x size px (as the search does),
+    # and ranked like the crops: by the bits that match the codewords each turned canvas may carry
     degrees = [d for d in range(-max_degrees, max_degrees + 1) if d]
     if degrees:
-        def turned(side: int, chosen: list[int]) -> torch.Tensor:
-            upright = resize_to(image, working_size(*image.shape[-2:], side))
-            return resize_to(_rotation_canvas(upright.expand(len(chosen), -1, -1, -1), torch.tensor(chosen)),
-                             (size, size))
-
-        ranked = _energy(decoder, turned(size, degrees)).topk(min(rotations, len(degrees))).indices.tolist()
-        chosen = [degrees[index] for index in ranked]
-        candidates += [Geometry("rotation", degrees=d) for d in chosen]
-        canvases.append(turned(2 * size, chosen))
+        upright = resize_to(image, working_size(*image.shape[-2:], 2 * size))
+        turned = resize_to(_rotation_canvas(upright.expand(len(degrees), -1, -1, -1), torch.tensor(degrees)),
+                           (size, size))
+        logits = decoder.linear(decoder.linear_features(turned))
+        likely = logits.pow(2).mean(1).topk(min(3 * rotations, len(degrees))).indices  # by energy, then by bits
+        values = score(logits[likely], turned[likely])
+        for index in likely[values.topk(min(rotations, len(likely))).indices].tolist():
+            candidates.append(Geometry("rotation", degrees=degrees[index]))
+            canvases.append(turned[index : index + 1])
     batch = torch.cat(canvases)
     logits = decoder(batch)
     best = int(score(logits, batch).argmax())
