@@ -85,6 +85,9 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "deformation_tuning": ("Deformation protection: settings tuned on training photos", _tables,
                            "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings uad-40 uad-15 "
                            "feature-15 uad-15-mi-di feature-15-mi-di uad-15-blocks2-7"),
+    "deformation_purify": ("Deformation protection after the cheap purifications", _tables,
+                           "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants uad noise "
+                           "--name deformation_purify"),
     "editors_quality": ("Small editors: edit quality", _tables,
                         "python benchmarks/bench_editors.py --part quality"),
     "editors_protection": ("Protection against the small editors", _tables,
