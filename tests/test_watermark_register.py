@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from photoshield import attacks, data
 from photoshield.image import resize_to
 from photoshield.watermark import embed, load, register, sync, verify
+from photoshield.watermark.model import high_pass
 
 MESSAGE, KEY = "ID-7", "owner"
 
@@ -42,7 +43,7 @@ def test_read_out_maps_equal_the_read_out_of_each_placed_window(model):
     square = resize_to(data.sample("coffee"), (128, 128))
     maps = register._read_out_maps(decoder, square, low=100, size=128)
     small = min(maps)
-    window = register._high_pass(resize_to(square * 2 - 1, (small, small)))
+    window = high_pass(resize_to(square * 2 - 1, (small, small)))
     for top, left in ((0, 0), (3, 11), (64 - small, 64 - small)):
         placed = F.pad(window, (left, 64 - small - left, top, 64 - small - top))
         expected = decoder.linear(placed.flatten(1))[0]

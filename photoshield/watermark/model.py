@@ -264,6 +264,11 @@ class WatermarkEmbedder(nn.Module):
         return x0
 
 
+def high_pass(images: torch.Tensor) -> torch.Tensor:
+    """The linear read-out's high pass of (B, C, H, W) images: each pixel minus its 5 x 5 local mean."""
+    return images - F.avg_pool2d(images, 5, stride=1, padding=2, count_include_pad=False)
+
+
 class WatermarkDecoder(nn.Module):
     """CNN: image of any size (resized to ``size``) -> (B, n_bits) logits.
 
@@ -299,8 +304,7 @@ class WatermarkDecoder(nn.Module):
 
     def linear_features(self, images: torch.Tensor) -> torch.Tensor:
         """What the linear read-out sees: the high-passed ``linear_size`` copy, flattened to (B, 3 * side * side)."""
-        small = resize_to(self.scaled_input(images), (self.linear_size, self.linear_size))
-        return (small - F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)).flatten(1)
+        return high_pass(resize_to(self.scaled_input(images), (self.linear_size, self.linear_size))).flatten(1)
 
     def cnn_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The CNN branch's logits alone."""

@@ -29,22 +29,12 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..image import resize_to, working_size
+from .model import high_pass
 from .sync import MIN_AREA, Geometry, Score, SearchResult, _crop_canvas, _min_side, _rotation_canvas, n_hypotheses
 
 __all__ = ["register_logits"]
-
-
-def _high_pass(images: torch.Tensor) -> torch.Tensor:
-    """The read-out's high pass: the image minus its 5 x 5 local mean (the decoder's ``linear_features``)."""
-    return images - F.avg_pool2d(images, 5, stride=1, padding=2, count_include_pad=False)
-
-
-def _energy(decoder, canvases: torch.Tensor) -> torch.Tensor:
-    """Mean squared logit of the linear read-out, (B,), for canvases (B, 3, size, size) in [0, 1]."""
-    return decoder.linear(decoder.linear_features(canvases)).pow(2).mean(1)
 
 
 def _read_out_maps(decoder, square: torch.Tensor, low: int, size: int) -> dict[int, torch.Tensor]:
@@ -63,7 +53,7 @@ def _read_out_maps(decoder, square: torch.Tensor, low: int, size: int) -> dict[i
     for small in sorted({round(s * ratio) for s in range(low, size)}):
         if small >= side:
             continue
-        window = _high_pass(resize_to(scaled, (small, small)))[0]
+        window = high_pass(resize_to(scaled, (small, small)))[0]
         logits = torch.fft.irfft2((spectra * torch.fft.rfft2(window, s=(side, side)).conj()[None]).sum(1), s=(side, side))
         reach = side - small + 1
         maps[small] = logits[:, :reach, :reach] + decoder.linear.bias[:, None, None]
@@ -152,8 +142,8 @@ def register_logits(decoder, image: torch.Tensor, score: Score, codewords: Calla
     peaks = _energy_peaks(maps, crops)
     around = [[on_grid(place)] + [on_grid(place, 0, dt, dl) for dt in (-2, 2) for dl in (-2, 2)] for place in peaks]
     words = codewords(_crop_canvases(square, [g for near in around for g in near], size))  # one batch: (B, K, n_bits)
-    found = [_best_word(maps, place, words[index * 5 : index * 5 + 5].flatten(0, 1).unique(dim=0))
-             for index, place in enumerate(peaks)]
+    found = [_best_word(maps, place, group.flatten(0, 1).unique(dim=0))
+             for place, group in zip(peaks, words.split([len(near) for near in around]))]
     # the finalists, to the px: every side and offset within one px of them, scored on the exact canvases (twice:
     # the second time around the best so far, since the read-out grid's scale is coarser than one px)
     seen: dict[Geometry, float] = {}
