@@ -786,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     wm_embed.add_argument("--refine-steps", type=int,
                           help="steps adapting the mark to this photo at the same quality (default: the library's, 60; 0: off)")
     wm_embed.add_argument("--refine-for-crops", action="store_true",
-                          help="also refine so that a cropped copy still reads (with verify --search; ~1 s more)")
+                          help="also refine so that a cropped copy still reads (with verify --search; about 4x the embedding time)")
     wm_embed.add_argument("--model", help="checkpoint path or registry name (default watermark-diffmark)")
     wm_embed.add_argument("--no-verify", action="store_true",
                           help="load a --model file of your own without checking it (by default it must be the shipped file or carry its checksum)")
