@@ -9,6 +9,10 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"  # stamped JSON, rendered to docs/results/ by render_results.py
+#: the cheap purifications every protection table is judged after (photoshield.attacks.purify at strength 0.5,
+#: the ones the robust preset puts in its expectation)
+CHEAP_PURIFICATIONS = {"noise + JPEG": "noise-jpeg:strength=0.5", "TV": "tv:strength=0.5",
+                       "noisy upscale": "noisy-upscale:strength=0.5"}
 
 
 def stamp(device: str | torch.device = "cpu") -> dict:

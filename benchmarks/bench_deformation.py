@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import photoshield.protect.deformation  # noqa: F401  (registers method="deformation")
-from _common import add_results_argument, map_jobs, write_result
+from _common import CHEAP_PURIFICATIONS, add_results_argument, map_jobs, write_result
 from photoshield import attacks, data
 from photoshield.evaluate.editing import noise_baseline
 from photoshield.image import quantize, resize_to
@@ -39,7 +39,7 @@ from photoshield.protect.deformation import resolve_segmenter
 
 SEGMENTERS = ("sam-litemedsam", "sam-distilled-small")
 VARIANTS = ("uad", "feature", "mask", "noise")
-PURIFY = ("noise-jpeg:strength=0.5", "tv:strength=0.5", "noisy-upscale:strength=0.5")  # the robust preset's cheap ones
+PURIFY = tuple(CHEAP_PURIFICATIONS.values())
 
 
 def bare_step_seconds(segmenter, repeats: int = 2) -> float:

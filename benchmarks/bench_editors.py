@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import add_results_argument, write_result  # noqa: E402
+from _common import CHEAP_PURIFICATIONS, add_results_argument, write_result  # noqa: E402
 
 EDITORS = {"kontext": "editor-kontext-small", "unet": "editor-unet-small"}
 
@@ -108,9 +108,7 @@ def _sface_similarity(judge, original: torch.Tensor, edited: torch.Tensor) -> fl
 
 
 #: what the protected photo goes through before the edit: as it is, a codec, and the cheap purifications
-#: (photoshield.attacks.purify at strength 0.5, as in the facial and deformation tables)
-COPIES = {"as protected": None, "JPEG 75": "jpeg:quality=75", "noise + JPEG": "noise-jpeg:sigma=0.05,quality=72",
-          "TV": "tv:weight=0.075", "noisy upscale": "noisy-upscale:sigma=0.05,scale=0.625"}
+COPIES = {"as protected": None, "JPEG 75": "jpeg:quality=75", **CHEAP_PURIFICATIONS}
 
 
 def part_protection(args: argparse.Namespace) -> None:

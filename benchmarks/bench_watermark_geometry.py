@@ -83,13 +83,21 @@ def exhaustive_verify(copy: torch.Tensor, message: str, model):
     """``verify(search=True)`` with the exhaustive grid search in place of the registration."""
     from photoshield.watermark import register, sync, verify
 
-    fast = register.register_logits
-    register.register_logits = lambda decoder, image, score, codewords, size=128: sync.search_logits(
-        model.decode, image, score, size=size)
+    fast, calls = register.register_logits, []
+
+    def exhaustive(decoder, image, score, codewords, size=128):
+        calls.append(1)
+        return sync.search_logits(model.decode, image, score, size=size)
+
+    register.register_logits = exhaustive
     try:
-        return verify(copy, message, key="geometry", fpr=FPR, model=model, search=True)
+        result = verify(copy, message, key="geometry", fpr=FPR, model=model, search=True)
     finally:
         register.register_logits = fast
+    plain = verify(copy, message, key="geometry", fpr=FPR, model=model)
+    # the grid search ran, unless a conclusive plain read skipped the search altogether
+    assert calls or plain.detected, "the exhaustive search did not run: verify no longer calls register_logits"
+    return result
 
 
 def marking_variants() -> dict:
