@@ -64,8 +64,12 @@ def _thresholds(result: dict[str, Any]) -> str:
 
 # name -> (title, renderer, the command that measures it); a page exists once benchmarks/results/<name>.json does.
 PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
-    "facial_protection": ("Facial protection: leave-one-out, SFace and dlib", _tables,
+    "facial_protection": ("Facial protection: leave-one-out, SFace and dlib, at face PSNR 32 / 35 / 38 dB", _tables,
                           "python benchmarks/bench_facial_protection.py"),
+    "facial_choices": ("Facial protection: which choices carry over to SFace and dlib (bundled faces)", _tables,
+                       "python benchmarks/bench_facial_choices.py"),
+    "facial_choices_heldout": ("Facial protection on held-out faces (SFace and dlib)", _tables,
+                               "python benchmarks/bench_facial_choices.py --photos heldout"),
     "facial_protection_robust": ("Facial protection with the robust preset (purifications in the expectation)", _tables,
                                  "python benchmarks/bench_facial_protection.py --epsilons 8 --preset robust "
                                  "--output benchmarks/results/facial_protection_robust.json"),

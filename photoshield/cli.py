@@ -357,7 +357,7 @@ _METHOD_SIGNATURES = {
 #: Engine settings protect() takes besides the method's own (PGDConfig fields are added).
 _ENGINE_PARAMETERS = {"shaping", "eot", "step_fraction", "device"}
 #: Set by the command line itself (--epsilon, --steps, --seed, ...) or internal.
-_OWNED_PARAMETERS = {"self", "images", "method", "epsilon", "steps", "preset", "seed", "progress", "description"}
+_OWNED_PARAMETERS = {"self", "images", "method", "epsilon", "psnr", "steps", "preset", "seed", "progress", "description"}
 
 
 def protect_parameters(method: str) -> list[str] | None:
@@ -437,8 +437,10 @@ def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
         raise PhotoshieldError(f"unknown protection method {args.method!r}; choose one of {', '.join(methods())}")
     if args.preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    if not 0 < args.epsilon <= 255:
+    if args.epsilon is not None and not 0 < args.epsilon <= 255:
         raise PhotoshieldError(f"--epsilon is how much each pixel may change, out of 255 (e.g. 8); got {args.epsilon:g}")
+    if args.psnr is not None and not 20 <= args.psnr <= 60:
+        raise PhotoshieldError(f"--psnr is the quality floor in dB over the protected region, 20 to 60 (e.g. 35); got {args.psnr:g}")
     if args.steps is not None and args.steps < 0:
         raise PhotoshieldError(f"--steps must be 0 or more, got {args.steps}")
     options = parse_extra_params(extra)
@@ -462,7 +464,8 @@ def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
     def work(source: Path, target: Path) -> None:
         started = time.perf_counter()
         photo = read_photo(source)
-        result = protect(photo.pixels, method=args.method, epsilon=args.epsilon / 255.0, steps=args.steps,
+        epsilon = None if args.epsilon is None else args.epsilon / 255.0
+        result = protect(photo.pixels, method=args.method, epsilon=epsilon, psnr=args.psnr, steps=args.steps,
                          preset=args.preset, seed=args.seed, progress=not args.quiet, **options)
         if result.report.get("interrupted"):  # Ctrl-C stopped the optimisation: the photo is only partly done
             raise KeyboardInterrupt
@@ -487,7 +490,7 @@ def cmd_protect(args: argparse.Namespace, extra: list[str]) -> int:
     if len(pairs) > 1 and not args.json:
         print("\n" + batch_table(ordered, root=source if folder else None))
     if report_path is not None:
-        settings = {"method": args.method, "preset": args.preset, "epsilon_255": args.epsilon, "steps": args.steps,
+        settings = {"method": args.method, "preset": args.preset, "epsilon_255": args.epsilon, "psnr": args.psnr, "steps": args.steps,
                     "seed": args.seed, "options": options}
         write_batch_report(ordered, report_path, settings)
         print(f"report: {report_path}", file=sys.stderr if args.json else sys.stdout)
@@ -725,9 +728,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to protect against: facial (default: face recognition and face swaps), encoder or attention "
         "(diffusion editors; need --editor), deformation (cut-outs by SAM; --segmenter NAME|PATH)",
     )
-    protect.add_argument("--epsilon", type=float, default=8.0, metavar="N",
-                         help="how much each pixel may change, out of 255 (default 8: barely visible; 4: less "
-                         "visible, less protection; 12: more protection, may show as fine grain)")
+    protect.add_argument("--epsilon", type=float, metavar="N",
+                         help="how much each pixel may change, out of 255 (default 8, facial 12 with --psnr 35; "
+                         "alone, an even budget: 4 less visible, less protection; 12 more, may show as fine grain)")
+    protect.add_argument("--psnr", type=float, metavar="DB",
+                         help="quality floor in dB over the faces (facial) or the photo: the change goes where it "
+                         "moves the models most (facial default 35; 38 subtler, 32 stronger); --epsilon caps single pixels")
     protect.add_argument("--steps", type=int, help="optimisation steps (default: the preset's; more is slower and stronger)")
     protect.add_argument("--preset", default="standard", help="standard (default), light, strong or robust: see below")
     protect.add_argument("--editor", help="diffusers pipeline folder or hub id (encoder/attention methods)")

@@ -69,7 +69,7 @@ def test_one_photo_downloads_as_its_png_and_names_do_not_collide(photos, tmp_pat
 @pytest.mark.parametrize("kwargs, message", [
     ({"paths": []}, "add one or more photos"),
     ({"paths": ["x.png"], "preset": "max"}, "unknown preset 'max'"),
-    ({"paths": ["x.png"], "strength": 0}, "out of 255"),
+    ({"paths": ["x.png"], "quality": 0}, "PSNR in dB"),
 ])
 def test_bad_protect_input_is_refused_in_one_line(kwargs, message, tmp_path):
     with pytest.raises(PhotoshieldError, match=message):

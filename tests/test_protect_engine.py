@@ -5,7 +5,8 @@ import torch
 
 from photoshield import attacks
 from photoshield.protect.api import quantize_within_budget
-from photoshield.protect.optim import PGDConfig, run_pgd
+from photoshield.metrics import region_psnr
+from photoshield.protect.optim import PGDConfig, rms_for_psnr, run_pgd
 from photoshield.protect.shaping import dct_lowpass, faceshield_shaper, high_frequency_ratio, jnd_mask
 
 
@@ -34,6 +35,35 @@ def test_l2_budget():
     result = run_pgd(loss_fn, images, PGDConfig(norm="l2", epsilon=0.5, steps=10, progress=False))
     assert torch.all(result.delta.flatten(1).norm(dim=1) <= 0.5 + 1e-5)
     assert torch.all(result.loss_after < result.loss_before)
+
+
+def test_rms_budget_holds_the_regions_psnr_floor_and_the_pixel_cap():
+    images, loss_fn = _problem()
+    region = torch.zeros(1, 1, 37, 53)
+    region[..., 8:30, 10:45] = 1.0
+    cap = 20 / 255
+    config = PGDConfig(norm="rms", epsilon=rms_for_psnr(30.0), linf_cap=cap, steps=30, step_size=rms_for_psnr(30.0) * 0.15,
+                       progress=False)
+    result = run_pgd(loss_fn, images, config, mask=region, region=region)
+    quality = region_psnr(images, result.adversarial, region.expand(2, 1, 37, 53))
+    assert torch.all(quality >= 30.0 - 1e-3), quality
+    assert torch.all(quality <= 30.5), quality  # the budget is used, not left idle
+    assert result.delta.abs().max() <= cap + 1e-7
+    assert torch.all(result.loss_after < result.loss_before)
+    # Without a mask the energy may go anywhere, but never beyond what the region's floor allows.
+    spread = run_pgd(loss_fn, images, config, region=region)
+    allowed = rms_for_psnr(30.0) * (3 * region.sum()).sqrt()
+    assert torch.all(spread.delta.flatten(1).norm(dim=1) <= allowed * (1 + 1e-5))
+    assert torch.all(spread.delta[..., region[0, 0] == 0].abs().amax(-1) > 0)
+    # Steps along the normalised gradient put the energy where the loss gains most: here, unevenly.
+    assert float(result.delta.abs().flatten(1).std(1).min()) > 0
+
+
+def test_rms_epsilon_outside_the_pixel_range_is_refused():
+    with pytest.raises(ValueError, match="pixel units"):
+        PGDConfig(norm="rms", epsilon=4.5)
+    with pytest.raises(ValueError, match="linf_cap"):
+        PGDConfig(norm="rms", epsilon=0.02, linf_cap=3.0)
 
 
 def test_mask_is_respected_and_scales_the_budget():

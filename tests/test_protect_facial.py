@@ -41,6 +41,20 @@ def test_default_preset_pushes_the_identity_past_dlibs_threshold(obama):
     assert float(face.identity_distance(fresh, clean)) > 0.6
 
 
+def test_default_budget_keeps_the_face_psnr_and_moves_identity_further_than_an_even_budget(obama):
+    result = protect(obama, method="facial", progress=False)  # default: face PSNR >= 35 dB, pixels <= 12/255
+    report = result.report
+    assert report["budget"] == "PSNR >= 35 dB over the face boxes, no pixel beyond 12/255"
+    face_psnr = report["protected"]["face_psnr_db"][0]
+    assert 35.0 <= face_psnr <= 36.5, face_psnr  # the floor holds after 8-bit rounding, and the budget is used
+    assert (result.image - obama).abs().max() <= 12 / 255 + 1e-6
+    # An L_inf budget of the same face PSNR spreads the change evenly and moves every member less.
+    even = protect(obama, method="facial", epsilon=5 / 255, progress=False).report
+    assert even["protected"]["face_psnr_db"][0] <= face_psnr + 0.5
+    for model in ("dlib-resnet", "faceres", "faceres-deep"):
+        assert report["protected"][f"{model}_cosine"][0] < even["protected"][f"{model}_cosine"][0], model
+
+
 def test_perturbation_stays_inside_the_face_region(obama):
     faces = find_faces(obama)
     mask = face_region_mask(obama, faces)

@@ -30,7 +30,7 @@ def test_summary_of_a_real_protection_names_every_model_its_threshold_and_the_ps
     text = result.summary()
     assert text == summary(result.report)
     lines = text.splitlines()
-    assert lines[0].startswith("protected (facial, preset light, budget 8/255, 2 steps, ")
+    assert lines[0].startswith("protected (facial, preset light, budget PSNR >= 35 dB, pixels <= 12/255, 2 steps, ")
     assert "computed against: dlib ResNet, FaceRes, FaceRes-deep" in lines
     for name, label in (("dlib-resnet", "dlib ResNet"), ("faceres", "FaceRes"), ("faceres-deep", "FaceRes-deep")):
         cosine = result.report["protected"][f"{name}_cosine"][0]
@@ -118,7 +118,7 @@ def test_previews_zoom_the_face_twice_and_make_the_change_visible(protected, tmp
     left = np.asarray(previews.comparison.crop((0, 0, 2 * side, 2 * side)))
     assert left.std() > 10  # the photo, not an empty panel
     change = np.asarray(previews.difference)
-    assert change.min() <= 1 and change.max() >= 254  # the largest change reaches black or white
+    assert change.min() <= 1 or change.max() >= 254  # the largest change reaches black or white
     assert previews.gain == pytest.approx(0.5 / float((result.image - photo)[..., previews.box[1]:previews.box[3],
                                                                                  previews.box[0]:previews.box[2]].abs().max()))
     stem = tmp_path / "portrait"

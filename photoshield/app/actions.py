@@ -107,13 +107,13 @@ class ProtectRun:
         return "\n\n".join(parts)
 
 
-def protect_photos(paths: Sequence[str | Path], preset: str = "standard", strength: float = 8, steps: int | None = None,
+def protect_photos(paths: Sequence[str | Path], preset: str = "standard", quality: float = 35, steps: int | None = None,
                    seed: int = 0, workdir: Path = Path("."), progress: Progress | None = None,
                    tqdm_progress: bool = True) -> ProtectRun:
     """Protect every photo of ``paths`` with the facial method (the one for selfies and portraits).
 
-    ``strength``: how much each pixel may change, out of 255 (the budget epsilon); ``steps``: None for the
-    preset's. Writes ``NAME.protected.png``, ``NAME.preview.png`` and ``NAME.difference.png`` per photo and,
+    ``quality``: the PSNR in dB the faces keep (the budget; lower protects more and shows more); ``steps``: None
+    for the preset's. Writes ``NAME.protected.png``, ``NAME.preview.png`` and ``NAME.difference.png`` per photo and,
     for several photos, ``protected-photos.zip``. A photo that fails is reported and the others go on.
     ``tqdm_progress`` shows the optimisation's step bar (the page follows it).
     """
@@ -126,8 +126,8 @@ def protect_photos(paths: Sequence[str | Path], preset: str = "standard", streng
         raise PhotoshieldError("add one or more photos first")
     if preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if not 0 < strength <= 255:
-        raise PhotoshieldError(f"the strength is how much each pixel may change, out of 255 (e.g. 8); got {strength:g}")
+    if not 20 <= quality <= 60:
+        raise PhotoshieldError(f"the face quality is a PSNR in dB, 20 to 60 (e.g. 35); got {quality:g}")
     run = ProtectRun(folder=_run_folder(workdir, "protect"))
     taken: set[str] = set()
     for number, path in enumerate(paths):
@@ -137,7 +137,7 @@ def protect_photos(paths: Sequence[str | Path], preset: str = "standard", streng
         _say(progress, number / len(paths), f"protecting {path.name} ({number + 1} of {len(paths)})")
         try:
             photo = read_photo(path)
-            result = protect(photo.pixels, method="facial", epsilon=strength / 255, steps=steps, preset=preset,
+            result = protect(photo.pixels, method="facial", psnr=quality, steps=steps, preset=preset,
                              seed=seed, progress=tqdm_progress, judges=PROTECT_JUDGES)
             stem = run.folder / _unique_stem(path.name, taken)
             photo_result.output = stem.with_name(stem.name + ".protected.png")

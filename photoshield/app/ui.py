@@ -69,7 +69,7 @@ def _images(shown: dict[str, Any] | None) -> tuple[Any, Any, Any]:
 
 
 def protect_tab(workdir: Path) -> None:
-    """Upload photos, choose a preset and strength, protect them; before/after, zoomed face, verdicts, download."""
+    """Upload photos, choose a preset and the face quality, protect them; before/after, zoomed face, verdicts, download."""
     gr = _gradio()
     from ..protect.api import PRESETS
 
@@ -82,8 +82,8 @@ def protect_tab(workdir: Path) -> None:
                 files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="protect-files")
                 preset = gr.Radio(list(PRESETS), value="standard", label="Preset", info=_preset_help(),
                                   elem_id="protect-preset")
-                strength = gr.Slider(2, 16, value=8, step=1, label="Strength: how much each pixel may change, out of 255",
-                                     info="higher protects more and shows more", elem_id="protect-strength")
+                quality = gr.Slider(30, 42, value=35, step=1, label="Face quality: PSNR over the faces, in dB",
+                                    info="lower protects more and shows more", elem_id="protect-quality")
                 with gr.Accordion("Advanced", open=False):
                     steps = gr.Number(value=0, precision=0, minimum=0, label="Steps (0: the preset's)",
                                       elem_id="protect-steps")
@@ -103,9 +103,9 @@ def protect_tab(workdir: Path) -> None:
                                    elem_id="protect-download")
         kept = gr.State([])
 
-        def run(paths, preset, strength, steps, seed, progress=gr.Progress(track_tqdm=True)):
+        def run(paths, preset, quality, steps, seed, progress=gr.Progress(track_tqdm=True)):
             try:
-                result = actions.protect_photos(paths or [], preset=preset, strength=float(strength),
+                result = actions.protect_photos(paths or [], preset=preset, quality=float(quality),
                                                 steps=int(steps or 0) or None, seed=int(seed or 0), workdir=workdir,
                                                 progress=_reporter(progress))
             except _USER_ERRORS as error:
@@ -118,7 +118,7 @@ def protect_tab(workdir: Path) -> None:
         def show(index, shown):
             return _images(shown[int(index)] if index is not None and 0 <= int(index) < len(shown) else None)
 
-        run_button.click(run, [files, preset, strength, steps, seed],
+        run_button.click(run, [files, preset, quality, steps, seed],
                          [kept, choice, slider, face, difference, verdicts, download])
         choice.input(show, [choice, kept], [slider, face, difference])
 

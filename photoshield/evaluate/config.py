@@ -96,7 +96,8 @@ class MethodSpec:
 def parse_method(spec: str | dict[str, Any]) -> MethodSpec:
     """A method from ``"facial:epsilon=8,steps=2"`` / ``"dwtDctSvd"`` / ``"clean"`` or a dict ``{name: facial, epsilon: 8}``.
 
-    Protection epsilons are in 0-255 units (as on the command line); ``eps`` is short for ``epsilon``.
+    Protection epsilons are in 0-255 units (as on the command line); ``eps`` is short for ``epsilon``;
+    ``psnr`` is a quality floor in dB (``facial:psnr=35``); with neither, the method's default budget.
     ``clean`` leaves the photo as it is (the reference rows); ``dwtDct``, ``dwtDctSvd`` and ``rivaGan``
     are the invisible-watermark baselines; ``watermark`` is photoshield's own watermark.
     """
@@ -119,8 +120,7 @@ def parse_method(spec: str | dict[str, Any]) -> MethodSpec:
     if name in ("clean", "none"):
         kind, name = "clean", "clean"
     elif name in protect_methods():
-        kind = "protect"
-        params.setdefault("epsilon", 8)
+        kind = "protect"  # no epsilon or psnr: the method's default budget (protect.api.DEFAULT_BUDGETS)
     elif canonical(name) is not None:
         kind, name = "baseline", canonical(name)
     elif name in ("watermark", "photoshield"):
@@ -138,7 +138,7 @@ class EvalConfig:
     """What to evaluate and where to write it; ``from_yaml``/``from_dict`` read the documented schema."""
 
     inputs: list[str] = field(default_factory=lambda: ["faces"])
-    methods: list[Any] = field(default_factory=lambda: ["clean", "facial:epsilon=8"])
+    methods: list[Any] = field(default_factory=lambda: ["clean", "facial"])
     attacks: list[Any] = field(default_factory=lambda: ["quick"])
     output: str = "photoshield-eval"
     seed: int = 0

@@ -77,13 +77,15 @@ class CleanMethod(Method):
 
 
 class ProtectionMethod(Method):
-    """A registered protection; ``epsilon`` in 0-255 units, ``steps``/``preset`` and other options go to ``protect()``."""
+    """A registered protection; ``epsilon`` in 0-255 units, ``psnr`` in dB (neither: the method's default budget),
+    ``steps``/``preset`` and other options go to ``protect()``."""
 
     kind = "protect"
 
     def apply(self, image: torch.Tensor, seed: int) -> Output:
         options = self.spec.options
-        epsilon = float(options.pop("epsilon")) / 255.0
+        epsilon = options.pop("epsilon", None)
+        epsilon = None if epsilon is None else float(epsilon) / 255.0
         result = protect(image.to(self.device), method=self.spec.name, epsilon=epsilon, steps=options.pop("steps", None),
                          preset=options.pop("preset", "standard"), seed=seed % 2**31, device=self.device,
                          progress=False, **options)

@@ -14,7 +14,7 @@ from PIL import Image
 from ..errors import PhotoshieldError
 from ..image import quantize, to_pil, to_tensor
 from .objective import Objective
-from .optim import PGDConfig, run_pgd
+from .optim import PGDConfig, rms_for_psnr, run_pgd
 from .shaping import faceshield_shaper
 
 # Each preset: engine steps, signed-step size as a fraction of epsilon, shaping, and the
@@ -44,6 +44,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         "momentum": 0.5,
     },
 }
+
+#: The budget of a method when the caller gives neither ``epsilon`` nor ``psnr``: ``psnr`` (dB over the
+#: method's quality region, the face boxes for ``facial``) with ``epsilon`` capping single pixels, or an
+#: L_inf ``epsilon`` alone. At the same face PSNR, a PSNR budget moved identity further than an L_inf one, on
+#: the models attacked and on SFace, which is never attacked (benchmarks/bench_facial_transfer.py).
+DEFAULT_BUDGETS: dict[str, dict[str, float]] = {"facial": {"psnr": 35.0, "epsilon": 12 / 255}}
+DEFAULT_EPSILON = 8 / 255
+#: The pixel cap of a PSNR budget given without ``epsilon``.
+DEFAULT_PSNR_CAP = 12 / 255
+#: Under a PSNR budget the steps follow the normalised gradient; each is this share of the budget.
+PSNR_STEP_FRACTION = 0.15
+
+
+def resolve_budget(method: str, epsilon: float | None, psnr: float | None) -> tuple[float, float | None]:
+    """``(epsilon, psnr)`` for a call: what was given, else the method's :data:`DEFAULT_BUDGETS`.
+
+    ``epsilon`` alone is an L_inf budget; with ``psnr`` it caps single pixels.
+
+    Examples:
+        >>> from photoshield.protect.api import resolve_budget
+        >>> [round(e * 255) for e, _ in (resolve_budget("facial", None, None), resolve_budget("encoder", None, None))]
+        [12, 8]
+        >>> resolve_budget("facial", 8 / 255, None)[1] is None   # an explicit epsilon: a plain L_inf budget
+        True
+    """
+    if epsilon is None and psnr is None:
+        budget = DEFAULT_BUDGETS.get(method, {"epsilon": DEFAULT_EPSILON})
+        return budget["epsilon"], budget.get("psnr")
+    return (DEFAULT_PSNR_CAP if epsilon is None else epsilon), psnr
+
 
 ObjectiveBuilder = Callable[..., Objective]
 _METHODS: dict[str, ObjectiveBuilder] = {}
@@ -183,11 +213,14 @@ def _as_tensor(image: Any) -> torch.Tensor:
     return to_tensor(image)
 
 
-def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress: bool, overrides: dict[str, Any]) -> tuple[PGDConfig, bool]:
+def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress: bool, overrides: dict[str, Any],
+            psnr: float | None = None) -> tuple[PGDConfig, bool]:
     if preset not in PRESETS:
         raise PhotoshieldError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if not 0 < epsilon <= 1:
         raise PhotoshieldError(f"epsilon is in [0, 1] pixel units (8/255 = {8 / 255:.4f}); got {epsilon}")
+    if psnr is not None and not 20 <= psnr <= 60:
+        raise PhotoshieldError(f"psnr is the quality floor in dB over the protected region, 20 to 60 (e.g. 35); got {psnr:g}")
     settings = dict(PRESETS[preset])
     shaping = bool(overrides.pop("shaping", settings.pop("shaping")))
     settings.pop("shaping", None)
@@ -199,6 +232,9 @@ def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress:
         eot = tuple(attacks.get(spec) if isinstance(spec, str) else spec for spec in eot)
     fraction = overrides.pop("step_fraction", settings.pop("step_fraction"))
     settings["step_size"] = epsilon * fraction
+    if psnr is not None:  # an rms budget over the method's region; epsilon caps single pixels
+        settings.update(norm="rms", linf_cap=epsilon, step_size=rms_for_psnr(psnr) * PSNR_STEP_FRACTION)
+        epsilon = rms_for_psnr(psnr)
     settings.update({k: overrides.pop(k) for k in list(overrides) if k in PGDConfig.__dataclass_fields__})
     if steps is not None:
         settings["steps"] = steps
@@ -209,15 +245,20 @@ def _config(preset: str, epsilon: float, steps: int | None, seed: int, progress:
 def protect(
     image: Any,
     method: str = "facial",
-    epsilon: float = 8 / 255,
+    epsilon: float | None = None,
     steps: int | None = None,
     preset: str = "standard",
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    psnr: float | None = None,
     **options: Any,
 ) -> ProtectionResult:
-    """Protect ``image`` (tensor, PIL image or path) with ``method`` inside an L_inf ``epsilon`` budget.
+    """Protect ``image`` (tensor, PIL image or path) with ``method`` inside a budget.
+
+    The budget is an L_inf ``epsilon``, or a quality floor ``psnr`` in dB over the method's region (the face
+    boxes for ``facial``, else the whole photo) with ``epsilon`` capping single pixels; with neither, the
+    method's default (:data:`DEFAULT_BUDGETS`: face PSNR 35 dB for ``facial``, 8/255 for the others).
 
     Engine settings (``norm``, ``step_size``, ``schedule``, ``momentum``, ``eot``,
     ``shaping``, ...) override the preset; other options go to the method.
@@ -229,12 +270,15 @@ def protect(
         method: one of :func:`methods`: ``facial`` (face recognition), ``encoder`` (latent-diffusion
             editors; needs ``editor=`` or ``vae=``), ``attention`` (editors; needs ``editor=``),
             ``deformation`` (promptable segmentation).
-        epsilon: the L_inf budget in [0, 1] pixel units (8/255: no pixel moves more than 8 levels).
+        epsilon: the L_inf budget in [0, 1] pixel units (8/255: no pixel moves more than 8 levels); with
+            ``psnr``, the cap on single pixels.
         steps: engine steps; None for the preset's (scaled by the method's ``Objective.steps_scale``).
         preset: ``light``, ``standard``, ``strong`` or ``robust`` (:data:`PRESETS`).
         seed: makes the run repeatable.
         device: where to compute; None for the best available.
         progress: show a progress bar.
+        psnr: the quality floor in dB (20-60) over the method's region; the perturbation goes where it
+            moves the objective most.
         **options: engine settings (:class:`PGDConfig` fields, ``shaping``, ``step_fraction``) and the
             method's own options (e.g. ``models=``, ``editor=``, ``segmenter=``).
 
@@ -246,7 +290,7 @@ def protect(
         The result, a :class:`ProtectionResult`.
 
     Raises:
-        PhotoshieldError: an unknown method or preset, or ``epsilon`` outside (0, 1].
+        PhotoshieldError: an unknown method or preset, ``epsilon`` outside (0, 1] or ``psnr`` outside [20, 60].
 
     Examples:
         >>> from photoshield import data
@@ -255,36 +299,49 @@ def protect(
         >>> face = resize_to(data.sample("obama")[..., :256, 100:356], (112, 112))
         >>> result = protect(face, method="facial", models=["dlib-resnet"], judges=(), steps=2,
         ...                  device="cpu", progress=False)  # a real run: the default ensemble, 60 steps
-        >>> result.report["status"], result.report["faces"], result.report["linf_255"] <= 8
+        >>> result.report["status"], result.report["faces"], result.report["linf_255"] <= 12
         ('protected', 1, True)
+        >>> result.report["budget"]
+        'PSNR >= 35 dB over the face boxes, no pixel beyond 12/255'
     """
     if method not in _METHODS:
         raise PhotoshieldError(f"unknown protection method {method!r}; choose one of {', '.join(methods())}")
-    from ..metrics import psnr, ssim
+    from ..metrics import psnr as photo_psnr, ssim
     from ..models import default_device
 
     device = torch.device(device) if device is not None else default_device()
     torch.manual_seed(seed)
     images = _as_tensor(image).to(device)
-    config, shaping = _config(preset, epsilon, steps, seed, progress, options)
+    epsilon, psnr = resolve_budget(method, epsilon, psnr)
+    chosen = {key for key in options if key in PGDConfig.__dataclass_fields__}  # the caller's own engine settings
+    config, shaping = _config(preset, epsilon, steps, seed, progress, options, psnr)
     config.description = "steps"  # the bar of one photo's optimisation (a batch's own bar counts photos)
     started = time.perf_counter()
     objective = _METHODS[method](images, **options)
+    for key, value in objective.engine.items():
+        if key not in chosen:
+            setattr(config, key, value)
     if objective.target_loss is not None and config.target_loss is None:
         config.target_loss = objective.target_loss
     if steps is None and objective.steps_scale != 1.0:
         config.steps = max(1, round(config.steps * objective.steps_scale))
 
-    report: dict[str, Any] = {"method": method, "preset": preset, "epsilon_255": round(epsilon * 255, 3), "seed": seed}
+    report: dict[str, Any] = {"method": method, "preset": preset, "epsilon_255": round(epsilon * 255, 3), "seed": seed,
+                              "budget": _describe_budget(epsilon, psnr, objective.region is not None, method)}
+    if psnr is not None:
+        report["psnr_floor_db"] = psnr
     report.update(objective.info)
     skip = objective.skip if objective.skip is not None else torch.zeros(images.shape[0], dtype=torch.bool)
     if bool(skip.all()):
         report.update(status="unchanged", reason=_skip_reason(method), seconds=round(time.perf_counter() - started, 2))
         return ProtectionResult(image=images, delta=torch.zeros_like(images), report=report)
 
-    result = run_pgd(objective.loss_fn, images, config, mask=objective.mask, shaping=faceshield_shaper() if shaping else None)
+    result = run_pgd(objective.loss_fn, images, config, mask=objective.mask, shaping=faceshield_shaper() if shaping else None,
+                     region=objective.region)
     delta = result.delta * (~skip.to(device)).view(-1, 1, 1, 1)
     protected = quantize_within_budget(images, delta, epsilon)
+    if psnr is not None:
+        protected = _keep_psnr_floor(images, protected, psnr, objective.region)
     with torch.no_grad():  # both judged the same way (no EOT, no jitter): the clean photo and the result
         clean_loss = objective.loss_fn(images).float()
         final_loss = objective.loss_fn(protected)
@@ -303,7 +360,7 @@ def protect(
         early_stopped=result.early_stopped,
         objective_before=[round(v, 5) for v in clean_loss.tolist()],
         objective_after=[round(v, 5) for v in final_loss.tolist()],
-        psnr_db=[round(v, 2) for v in psnr(images, protected).tolist()],
+        psnr_db=[round(v, 2) for v in photo_psnr(images, protected).tolist()],
         ssim=[round(v, 4) for v in ssim(images, protected).tolist()],
         linf_255=round(float((protected - images).abs().max() * 255), 3),
         seconds=round(time.perf_counter() - started, 2),
@@ -335,6 +392,28 @@ def quantize_within_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: f
     limit = torch.floor(torch.tensor(epsilon * 255 + 1e-4)).item() / 255 if on_grid else epsilon
     rounded = quantize(images + delta) if on_grid else (images + delta).clamp(0, 1)
     return (images + (rounded - images).clamp(-limit, limit)).clamp(0, 1)
+
+
+def _keep_psnr_floor(images: torch.Tensor, protected: torch.Tensor, psnr: float, region: torch.Tensor | None) -> torch.Tensor:
+    """Shrink any image whose 8-bit rounding took its region's PSNR below ``psnr`` until it is back above."""
+    from ..metrics import region_psnr
+
+    region = torch.ones_like(images[:, :1]) if region is None else region.to(images).expand(images.shape[0], 1, *images.shape[-2:])
+    measured = region.flatten(1).amax(1) > 0.5  # images without a region (no face) are left as they are
+    for _ in range(20):
+        low = measured & (region_psnr(images, protected, region.clamp_min(~measured.view(-1, 1, 1, 1) * 1.0)) < psnr)
+        if not bool(low.any()):
+            break
+        shrunk = quantize((images + 0.97 * (protected - images)).clamp(0, 1))
+        protected = torch.where(low.view(-1, 1, 1, 1), shrunk, protected)
+    return protected
+
+
+def _describe_budget(epsilon: float, psnr: float | None, has_region: bool, method: str) -> str:
+    if psnr is None:
+        return f"no pixel beyond {epsilon * 255:g}/255"
+    where = ("the face boxes" if method == "facial" else "the protected region") if has_region else "the photo"
+    return f"PSNR >= {psnr:g} dB over {where}, no pixel beyond {epsilon * 255:g}/255"
 
 
 def _skip_reason(method: str) -> str:

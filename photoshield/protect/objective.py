@@ -34,11 +34,16 @@ class Objective:
         info: extra report entries.
         steps_scale: the method's share of the preset's engine steps when the caller sets none (a method
             whose steps are costly and converge early, such as ``deformation``, uses fewer).
+        engine: engine settings (:class:`PGDConfig` fields, e.g. ``momentum``) the method works best with:
+            they replace the preset's, not the caller's own.
+        region: where a PSNR budget (``protect(..., psnr=...)``) is measured, e.g. the face boxes; None: the
+            whole image.
 
     Shapes:
         - loss_fn: (B, 3, H, W) -> (B,)
         - mask: (B or 1, 1, H, W) in [0, 1]
         - skip: (B,) bool
+        - region: (B or 1, 1, H, W) in {0, 1}
 
     Examples:
         >>> import torch
@@ -59,3 +64,5 @@ class Objective:
     skip: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
     steps_scale: float = 1.0
+    region: torch.Tensor | None = None
+    engine: dict[str, Any] = field(default_factory=dict)

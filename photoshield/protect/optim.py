@@ -1,7 +1,8 @@
 """The one optimisation engine every protection uses: projected gradient steps on a perturbation.
 
 A protection supplies ``loss_fn(x_adv) -> loss per image`` (lower is better for the
-protector); the engine owns the budget (L_inf or L_2 ball in [0, 1] pixel units),
+protector); the engine owns the budget (an L_inf or L_2 ball, or a root-mean-square
+bound over a region, which is a PSNR floor, all in [0, 1] pixel units),
 the step rule (signed PGD or Adam), step-size schedules, MI-FGSM momentum, input
 diversity, expectation over transformations, region masks, shaping, early stop,
 seeding, the progress bar and Ctrl-C handling.
@@ -29,9 +30,13 @@ class PGDConfig:
     """How to optimise a perturbation. ``epsilon`` and ``step_size`` are in [0, 1] pixel units.
 
     Args:
-        epsilon: the budget: L_inf bound per pixel, or the L_2 norm of the whole perturbation.
+        epsilon: the budget: L_inf bound per pixel (``linf``), the L_2 norm of the whole perturbation
+            (``l2``), or its root-mean-square change over the region ``run_pgd`` is given (``rms``: a PSNR
+            floor of ``-20 log10(epsilon)`` dB over that region; see :func:`rms_for_psnr`).
         steps: optimisation steps (0: judge the clean images only).
-        norm: ``linf`` or ``l2``.
+        norm: ``linf``, ``l2`` or ``rms``. Under ``l2`` and ``rms`` the steps follow the normalised gradient,
+            so the budget goes where the loss gains most from it.
+        linf_cap: under ``l2`` and ``rms``, no pixel moves more than this (None: no cap).
         step_size: the base step; None for 2.5 * epsilon / steps (Madry et al.), at least epsilon / 50.
         optimizer: ``sign`` (signed gradient, PGD) or ``adam``.
         schedule: step size over the run: ``constant``, ``linear`` or ``cosine`` (down to 5 %).
@@ -59,7 +64,8 @@ class PGDConfig:
 
     epsilon: float = 8 / 255
     steps: int = 50
-    norm: Literal["linf", "l2"] = "linf"
+    norm: Literal["linf", "l2", "rms"] = "linf"
+    linf_cap: float | None = None
     step_size: float | None = None
     optimizer: Literal["sign", "adam"] = "sign"
     schedule: Literal["constant", "linear", "cosine"] = "constant"
@@ -76,8 +82,8 @@ class PGDConfig:
     description: str = "protect"
 
     def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm must be 'linf' or 'l2', got {self.norm!r}")
+        if self.norm not in ("linf", "l2", "rms"):
+            raise ValueError(f"norm must be 'linf', 'l2' or 'rms', got {self.norm!r}")
         if self.optimizer not in ("sign", "adam"):
             raise ValueError(f"optimizer must be 'sign' or 'adam', got {self.optimizer!r}")
         if self.schedule not in ("constant", "linear", "cosine"):
@@ -86,8 +92,10 @@ class PGDConfig:
             raise ValueError(f"autocast must be None, 'bf16' or 'fp16', got {self.autocast!r}")
         if self.epsilon <= 0 or self.steps < 0:
             raise ValueError("epsilon must be positive and steps non-negative")
-        if self.norm == "linf" and self.epsilon > 1:
+        if self.norm in ("linf", "rms") and self.epsilon > 1:
             raise ValueError(f"epsilon is in [0, 1] pixel units (8/255 = {8 / 255:.4f}); got {self.epsilon}")
+        if self.linf_cap is not None and not 0 < self.linf_cap <= 1:
+            raise ValueError(f"linf_cap is in (0, 1] pixel units, got {self.linf_cap}")
 
     def base_step(self) -> float:
         """The step size: given, or 2.5 * epsilon / steps (Madry et al.'s rule) with a floor."""
@@ -145,29 +153,46 @@ class PGDResult:
     early_stopped: bool = False
 
 
+def rms_for_psnr(psnr_db: float) -> float:
+    """The root-mean-square change in [0, 1] pixel units that a PSNR of ``psnr_db`` allows.
+
+    Examples:
+        >>> round(rms_for_psnr(35.0) * 255, 2)
+        4.53
+    """
+    return 10 ** (-psnr_db / 20)
+
+
+def _clamp_linf(delta: torch.Tensor, epsilon: float, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return delta.clamp(-epsilon, epsilon)
+    bound = (epsilon * mask).to(delta)
+    return torch.maximum(torch.minimum(delta, bound), -bound)
+
+
 def project(
     delta: torch.Tensor,
     images: torch.Tensor,
-    epsilon: float,
+    epsilon: float | torch.Tensor,
     norm: str,
     mask: torch.Tensor | None = None,
     range_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cap: float | None = None,
 ) -> torch.Tensor:
     """Project ``delta`` onto the epsilon ball and keep ``images + delta`` inside [0, 1].
 
     Under L_inf a ``mask`` in [0, 1] scales the budget per pixel (epsilon * mask);
-    under L_2 the perturbation is kept where the mask is non-zero. ``range_bounds``,
-    ``(-images, 1 - images)`` computed once, saves two passes over the image per call.
+    under L_2 the perturbation is kept where the mask is non-zero, each pixel is clamped to
+    ``cap * mask`` when a cap is given, and ``epsilon`` may be one radius per image (B, 1, 1, 1).
+    ``range_bounds``, ``(-images, 1 - images)`` computed once, saves two passes over the image per call.
     """
     if norm == "linf":
-        if mask is None:
-            delta = delta.clamp(-epsilon, epsilon)
-        else:
-            bound = (epsilon * mask).to(delta)
-            delta = torch.maximum(torch.minimum(delta, bound), -bound)
+        delta = _clamp_linf(delta, epsilon, mask)
     else:
         if mask is not None:
             delta = delta * (mask > 0)
+        if cap is not None:
+            delta = _clamp_linf(delta, cap, mask)
         norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         delta = delta * (epsilon / norms).clamp(max=1.0)
     if range_bounds is not None:
@@ -251,12 +276,16 @@ def run_pgd(
     config: PGDConfig | None = None,
     mask: torch.Tensor | None = None,
     shaping: Shaper | None = None,
+    region: torch.Tensor | None = None,
 ) -> PGDResult:
     """Minimise ``loss_fn(images + delta)`` per image over ``delta`` inside the budget.
 
     ``mask`` (B or 1, 1, H, W) in [0, 1] says where the perturbation may go and, under
     L_inf, how much of the budget each pixel gets;
     ``shaping(update, images) -> update`` reshapes each step before projection.
+    ``region`` (B or 1, 1, H, W) in {0, 1} is where a ``norm="rms"`` budget is measured (None: the
+    whole image): the perturbation's energy, wherever it lies, is at most what ``epsilon`` root-mean-square
+    change over that region allows, so the region's PSNR stays at or above ``-20 log10(epsilon)``.
     Returns the lowest-loss perturbation seen for each image. Each step's loss (with
     EOT when configured) judges the perturbation it was computed on; at the end the best
     candidate and the final perturbation are judged again without gradients (so without
@@ -268,10 +297,11 @@ def run_pgd(
         config: the budget and step rule; None for ``PGDConfig()``.
         mask: where the perturbation may go (see above); None for everywhere.
         shaping: reshapes each update before the projection.
+        region: where an ``rms`` budget is measured.
 
     Shapes:
         - images: (B, 3, H, W) in [0, 1]
-        - mask: (B or 1, 1, H, W) in [0, 1]
+        - mask, region: (B or 1, 1, H, W) in [0, 1]
         - loss_fn output: (B,)
 
     Returns:
@@ -291,12 +321,21 @@ def run_pgd(
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     if mask is not None:
         mask = mask.to(images).expand(batch, 1, *images.shape[-2:])
+    # An rms budget is an L_2 ball whose radius (per image) is epsilon times the root of the region's size;
+    # its steps are in rms units too.
+    norm, radius, step_scale = config.norm, config.epsilon, 1.0
+    if norm == "rms":
+        norm = "l2"
+        area = (torch.full((batch,), float(images.shape[-2] * images.shape[-1]), device=images.device) if region is None
+                else region.to(images).expand(batch, 1, *images.shape[-2:]).flatten(1).sum(1))
+        step_scale = torch.sqrt(images.shape[1] * area).view(-1, 1, 1, 1)
+        radius = config.epsilon * step_scale
 
     delta = torch.zeros_like(images)
     if config.random_start:
         noise = torch.rand(images.shape, generator=generator).to(images) * 2 - 1
-        delta = noise * config.epsilon if config.norm == "linf" else noise * config.epsilon / math.sqrt(noise[0].numel())
-        delta = project(delta, images, config.epsilon, config.norm, mask)
+        delta = noise * config.epsilon if norm == "linf" else noise * radius / math.sqrt(noise[0].numel())
+        delta = project(delta, images, radius, norm, mask, cap=config.linf_cap)
     delta.requires_grad_(True)
     adam = torch.optim.Adam([delta], lr=config.base_step()) if config.optimizer == "adam" else None
     momentum = torch.zeros_like(images)
@@ -366,11 +405,11 @@ def run_pgd(
                     adam.step()
                     update = delta.detach() - previous
                     delta.copy_(previous)
-                elif config.norm == "linf":
+                elif norm == "linf":
                     update = gradient.sign().mul_(-step_size)
                 else:
                     norms = gradient.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                    update = -step_size * gradient / norms
+                    update = -step_size * step_scale * gradient / norms
                 if shaping is not None:
                     # Shaping decides the pattern of the step, not its length: rescale to the
                     # unshaped step's energy so a low-pass shaper does not shrink the step size.
@@ -378,9 +417,10 @@ def run_pgd(
                     update = shaping(update, images)
                     after = update.flatten(1).norm(dim=1).clamp_min(1e-12)
                     update = update * (before / after).view(-1, 1, 1, 1)
-                if mask is not None and config.norm == "l2":
+                if mask is not None and norm == "l2":
                     update = update * mask
-                new_delta = project(delta + (update if gate is None else update * gate), images, config.epsilon, config.norm, mask, range_bounds)
+                new_delta = project(delta + (update if gate is None else update * gate), images, radius, norm, mask,
+                                    range_bounds, config.linf_cap)
                 if adam is not None:
                     delta.copy_(new_delta)  # Adam holds this tensor
                 else:

@@ -191,7 +191,9 @@ def _heading(report: Mapping[str, Any]) -> str:
     details = [report.get("method", "protection")]
     if report.get("preset"):
         details.append(f"preset {report['preset']}")
-    if report.get("epsilon_255") is not None:
+    if report.get("psnr_floor_db") is not None:
+        details.append(f"budget PSNR >= {report['psnr_floor_db']:g} dB, pixels <= {report.get('epsilon_255', 0):g}/255")
+    elif report.get("epsilon_255") is not None:
         details.append(f"budget {report['epsilon_255']:g}/255")
     if report.get("steps") is not None:
         details.append(f"{report['steps']} step{'' if report['steps'] == 1 else 's'}")

@@ -1,0 +1,147 @@
+"""Which choices of the facial protection carry over to face recognition it never saw.
+
+Each variant protects every photo with the full default ensemble (dlib port, FaceRes, FaceRes-deep) and
+is judged by the two recognisers that never enter any objective: OpenCV's SFace and real dlib, on the
+protected PNG and on its JPEG q75 copy. The variants compare the budget (an even L_inf budget against a
+face-region PSNR floor that lets the change go where it moves the models most), the transfer recipe of the
+literature (MI-FGSM momentum, TI-FGSM gradient smoothing, DI-FGSM input diversity) and the objective's own
+parts (mid-level feature term, loss balancing, alignment jitter, the pixel cap, another ensemble member)
+and the ``robust`` preset (the cheap purifications in the expectation). "protected" = share of faces the judge no longer calls the same person (or no longer finds).
+
+Photos: the bundled face samples (``--photos bundled``, where the defaults were chosen) or the face crops
+of ``tools/fetch_face_photos.py`` that are not bundled (``--photos heldout``: 22 people photoshield was not
+tuned on; one crop per face, runs/faces). Usage::
+
+    python benchmarks/bench_facial_choices.py [--photos bundled|heldout] [--variants NAME ...] [--limit N]
+
+Prints a markdown table and writes benchmarks/results/facial_choices[_heldout].json (stamped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, add_results_argument, write_result  # noqa: E402
+
+from photoshield import attacks, data  # noqa: E402
+from photoshield.io import read_image  # noqa: E402
+from photoshield.metrics import region_psnr  # noqa: E402
+from photoshield.protect import protect  # noqa: E402
+from photoshield.protect.facial import DEFAULT_ENSEMBLE, IdentityJudges, face_boxes_mask, find_faces  # noqa: E402
+
+PLAIN = {"momentum": 0.0, "smooth_gradient": 0.0, "input_diversity": 0.0}  # no transfer recipe
+#: name -> protect() options; the default protection is ``{}``.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "L_inf 8/255": {"epsilon": 8 / 255, **PLAIN},
+    "L_inf 5/255": {"epsilon": 5 / 255, **PLAIN},
+    "PSNR 35 dB": {"psnr": 35.0, **PLAIN},
+    "PSNR 35 dB + MI/TI/DI (default)": {},
+    "default, pixel cap 8/255": {"psnr": 35.0, "epsilon": 8 / 255},
+    "default, pixel cap 16/255": {"psnr": 35.0, "epsilon": 16 / 255},
+    "default, no feature term": {"feature_weight": 0.0},
+    "default, no loss balancing": {"balance": False},
+    "default, no alignment jitter": {"jitter": 0.0},
+    "default + mobileface": {"models": [*DEFAULT_ENSEMBLE, "mobileface"]},
+    "default, robust preset": {"preset": "robust"},
+    "PSNR 32 dB + MI/TI/DI": {"psnr": 32.0},
+    "PSNR 38 dB + MI/TI/DI": {"psnr": 38.0},
+}
+JUDGES = ("sface", "dlib")
+
+
+def photos(which: str, limit: int | None) -> list[tuple[str, torch.Tensor]]:
+    """(name, (1, 3, H, W)) pairs: the bundled face samples, or the held-out crops of runs/faces."""
+    if which == "bundled":
+        names = data.samples("faces")[:limit]
+        return [(name, data.sample(name)) for name in names]
+    manifest = REPO / "runs" / "faces" / "manifest.json"
+    if not manifest.exists():
+        raise SystemExit(f"{manifest} not found: write the corpus first with python tools/fetch_face_photos.py")
+    entries = [e for e in json.loads(manifest.read_text())["faces"] if e["split"] == "calibration" and not e["duplicate_of"]]
+    return [(Path(e["file"]).stem, read_image(manifest.parent / e["file"])) for e in entries[:limit]]
+
+
+def run(variants: list[str], pictures: list[tuple[str, torch.Tensor]]) -> list[dict[str, Any]]:
+    judges = IdentityJudges(JUDGES)
+    for name, reason in judges.skipped.items():
+        print(f"(judge {name} skipped: {reason})")
+    jpeg = attacks.parse("jpeg:quality=75")
+    records = []
+    for name, photo in pictures:
+        faces = find_faces(photo)
+        if len(faces) == 0:
+            print(f"{name}: no face found, left out")
+            continue
+        reference = judges.reference(photo)
+        boxes = face_boxes_mask(photo, faces)
+        for variant in variants:
+            started = time.perf_counter()
+            result = protect(photo, "facial", progress=False, judges=(), **VARIANTS[variant])
+            record: dict[str, Any] = {"variant": variant, "photo": name, "seconds": time.perf_counter() - started,
+                                      "face_psnr": float(region_psnr(photo, result.image, boxes)[0]),
+                                      "linf_255": result.report.get("linf_255")}
+            members = result.report.get("protected", {})
+            record["members_protected"] = {m: members.get(f"{m}_faces_past_threshold", 0) / max(len(faces), 1)
+                                           for m in DEFAULT_ENSEMBLE}
+            copies = {"png": result.image, "jpeg75": jpeg(result.image, generator=torch.Generator().manual_seed(0))}
+            for copy, pixels in copies.items():
+                for judge, (score, same) in judges.score(reference, pixels, list(JUDGES)).items():
+                    record[f"{copy}:{judge}"] = [score, not same]
+            records.append(record)
+            print(f"{variant:34s} {name:16s} {record['seconds']:5.1f} s  face PSNR {record['face_psnr']:.1f}  "
+                  + "  ".join(f"{k} {v[0]:.3f}{'*' if v[1] else ''}" for k, v in record.items() if ":" in k), flush=True)
+    return records
+
+
+def table(records: list[dict[str, Any]], variants: list[str]) -> str:
+    """One row per variant: face PSNR, SFace and dlib (never attacked), the members (white-box), time."""
+    lines = ["| variant | face PSNR dB | SFace protected (png / jpeg75) | SFace mean cosine (png) | dlib protected "
+             "(png / jpeg75) | members protected (white-box) | s/photo | photos |", "|" + "---|" * 8]
+    for variant in variants:
+        rows = [r for r in records if r["variant"] == variant]
+        if not rows:
+            continue
+
+        def share(key: str) -> str:
+            hits = [r[key][1] for r in rows if key in r]
+            return f"{100 * np.mean(hits):.0f} %" if hits else "n/a"
+
+        cosines = [r["png:sface"][0] for r in rows if "png:sface" in r and np.isfinite(r["png:sface"][0])]
+        members = np.mean([np.mean(list(r["members_protected"].values())) for r in rows])
+        lines.append(f"| {variant} | {np.mean([r['face_psnr'] for r in rows]):.1f} | {share('png:sface')} / "
+                     f"{share('jpeg75:sface')} | {np.mean(cosines):.3f} | {share('png:dlib')} / {share('jpeg75:dlib')} | "
+                     f"{100 * members:.0f} % | {np.mean([r['seconds'] for r in rows]):.1f} | {len(rows)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", choices=("bundled", "heldout"), default="bundled")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_results_argument(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pictures = photos(args.photos, args.limit)
+    print(f"{len(pictures)} {args.photos} photos; {len(args.variants)} variants; torch {torch.get_num_threads()} threads\n")
+    records = run(args.variants, pictures)
+    text = table(records, args.variants)
+    print("\n" + text)
+    name = "facial_choices" if args.photos == "bundled" else "facial_choices_heldout"
+    write_result(name, text, args.results_dir, photos=[n for n, _ in pictures], ensemble=list(DEFAULT_ENSEMBLE),
+                 variants={v: {k: (round(x * 255, 3) if k == "epsilon" else x) for k, x in VARIANTS[v].items()}
+                           for v in args.variants}, records=records)
+
+
+if __name__ == "__main__":
+    main()
