@@ -15,7 +15,7 @@ and real dlib (never in any ensemble) judging the full ensemble's protection. PS
 over the photo and over the detected face boxes, where the eye looks; the PSNR budgets at 32, 35 and
 38 dB trace how much identity change a given face quality buys. Usage::
 
-    python benchmarks/bench_facial_protection.py [--budgets psnr32 psnr35 psnr38 linf8] [--limit 8] [--preset standard]
+    python benchmarks/bench_facial_protection.py [--budgets psnr35 psnr32 psnr38 linf8] [--limit 8] [--preset standard]
     python benchmarks/bench_facial_protection.py --tables-only   # re-print the tables of the last results file
 
 Prints markdown tables and writes benchmarks/results/facial_protection.json (stamped).
@@ -148,7 +148,7 @@ def tables(records: list[dict[str, Any]], judge_names: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", nargs="+", default=["psnr32", "psnr35", "psnr38", "linf8"],
+    parser.add_argument("--budgets", nargs="+", default=["psnr35", "psnr32", "psnr38"],
                         help="psnrDB: a face-region PSNR floor (psnr35 is the default protection); linfN: L_inf N/255")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N bundled face photos")
     parser.add_argument("--preset", default="standard")

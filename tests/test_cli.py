@@ -144,6 +144,18 @@ def test_protect_writes_a_png_next_to_the_input_and_prints_the_report(tmp_path, 
     assert "[" not in report and "objective_before" not in report and "loss=" not in report
 
 
+def test_protect_with_a_psnr_floor_keeps_the_face_at_that_quality(tmp_path, capsys):
+    from photoshield.metrics import region_psnr
+    from photoshield.protect.facial import face_boxes_mask, find_faces
+
+    source = _face_photo(tmp_path / "me.png")
+    assert main(["protect", str(source), "--steps", "3", "--preset", "light", "--psnr", "30", "--quiet"]) == 0
+    original, protected = read_image(source), read_image(tmp_path / "me.protected.png")
+    assert 0 < (protected - original).abs().max() <= 12 / 255 + 1e-6  # the default pixel cap of a PSNR budget
+    assert float(region_psnr(original, protected, face_boxes_mask(original, find_faces(original)))[0]) >= 30
+    assert "budget PSNR >= 30 dB, pixels <= 12/255" in capsys.readouterr().out
+
+
 def test_protect_warns_about_lossy_output_and_handles_a_faceless_folder(tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -241,6 +253,7 @@ def test_protect_unknown_parameter_has_no_traceback(tmp_path):
     [
         (["--epsilon", "300"], "got 300"),
         (["--epsilon", "0"], "got 0"),
+        (["--psnr", "5"], "quality floor in dB"),
         (["--preset", "nosuch"], "light, standard, strong"),
         (["--method", "glaze"], "facial"),
         (["--steps", "-1"], "--steps"),
