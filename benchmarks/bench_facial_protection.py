@@ -150,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", nargs="+", default=["psnr35", "psnr32", "psnr38"],
                         help="psnrDB: a face-region PSNR floor (psnr35 is the default protection); linfN: L_inf N/255")
+    parser.add_argument("--epsilons", type=float, nargs="+", help="L_inf budgets in /255 instead (linfN budgets)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N bundled face photos")
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
@@ -168,7 +169,8 @@ def main() -> None:
     names = data.samples("faces")[: args.limit]
     options = {} if args.steps is None else {"steps": args.steps}
     print(f"{len(names)} photos: {', '.join(names)}; preset {args.preset}; torch {torch.get_num_threads()} threads\n")
-    records = run(args.budgets, names, args.preset, options)
+    budgets = [f"linf{e:g}" for e in args.epsilons] if args.epsilons else args.budgets
+    records = run(budgets, names, args.preset, options)
     judge_names = sorted({key.split(":")[1] for record in records for key in record if ":" in key})
     text = tables(records, judge_names)
     print("\n" + text)
