@@ -107,8 +107,11 @@ def _sface_similarity(judge, original: torch.Tensor, edited: torch.Tensor) -> fl
         return None
 
 
-#: what the protected photo goes through before the edit: as it is, a codec, and the cheap purifications
-COPIES = {"as protected": None, "JPEG 75": "jpeg:quality=75", **CHEAP_PURIFICATIONS}
+#: what the protected photo goes through before the edit: as it is, a codec, the cheap purifications and the
+#: diffusion purifications (DiffPure, GrIDPure through editor-unet-small; not in the default run: --copies)
+COPIES = {"as protected": None, "JPEG 75": "jpeg:quality=75", **CHEAP_PURIFICATIONS,
+          "DiffPure": "diffpure:strength=0.5,seed=0", "GrIDPure": "gridpure:strength=0.5,seed=0"}
+DIFFUSION_COPIES = ("DiffPure", "GrIDPure")
 
 
 def part_protection(args: argparse.Namespace) -> None:
@@ -173,7 +176,7 @@ def part_protection(args: argparse.Namespace) -> None:
                     emit(lines, f"| {name} | {method} | {eps:g} | {label} | {_mean(row['psnr'])} "
                          f"| {_mean(row['ssim'], 3)} | {_mean(row['mass'])} | {_mean(row['sface'])} "
                          f"| {statistics.mean(seconds):.1f} |")
-    write_result("editors_protection", "\n".join(lines), args.results_dir, faces=len(faces), preset=args.preset,
+    write_result(args.name or "editors_protection", "\n".join(lines), args.results_dir, faces=len(faces), preset=args.preset,
                  epsilons=args.epsilons, copies=copies)
 
 
@@ -256,10 +259,12 @@ def main() -> None:
     parser.add_argument("--editors", nargs="+", default=list(EDITORS), choices=list(EDITORS))
     parser.add_argument("--methods", nargs="+", default=["attention", "encoder", "facial", "noise"],
                         choices=["attention", "encoder", "facial", "noise"], help="protections in the protection table")
-    parser.add_argument("--copies", nargs="+", default=[label for label, spec in COPIES.items() if spec],
+    parser.add_argument("--copies", nargs="+",
+                        default=[label for label, spec in COPIES.items() if spec and label not in DIFFUSION_COPIES],
                         choices=[label for label, spec in COPIES.items() if spec],
                         help="what the protected photo goes through before the edit (besides as it is)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", help="results file name of the protection table (default editors_protection)")
     add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -96,6 +96,9 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                         "python benchmarks/bench_editors.py --part quality"),
     "editors_protection": ("Protection against the small editors", _tables,
                            "python benchmarks/bench_editors.py --part protection --epsilons 8"),
+    "editors_protection_diffusion": ("Protection against the small editors after diffusion purification", _tables,
+                                     "python benchmarks/bench_editors.py --part protection --epsilons 8 "
+                                     "--copies DiffPure GrIDPure --name editors_protection_diffusion"),
     "editors_regeneration": ("Regeneration by the small models against watermarks", _tables,
                              "python benchmarks/bench_editors.py --part regeneration --heldout 10"),
     "watermark_bundled": ("Watermark on the bundled photos", _tables, "python benchmarks/bench_watermark.py"),
