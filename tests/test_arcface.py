@@ -74,7 +74,7 @@ def test_alignment_puts_the_landmarks_on_the_template():
 def test_user_arcface_joins_the_facial_ensemble(tmp_path):
     _, path = _checkpoint(tmp_path)
     image = F.interpolate(read_image(FACES / "obama.jpg"), size=(256, 256), mode="bilinear", antialias=True).clamp(0, 1)
-    result = protect(image, "facial", steps=4, preset="light", arcface=[str(path)], progress=False)
+    result = protect(image, "facial", epsilon=8 / 255, steps=4, preset="light", arcface=[str(path)], progress=False)
     report = result.report
     name = "arcface:r-tiny_cosine"
     assert name in report["protected"] and "dlib-resnet_cosine" in report["protected"]
