@@ -56,6 +56,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "PSNR 38 dB + MI/TI/DI": {"psnr": 38.0},
 }
 JUDGES = ("sface", "dlib")
+#: what the protected photo goes through before it is judged (--copies; png and jpeg75 by default)
+COPIES = {"png": None, "jpeg75": "jpeg:quality=75",
+          "diffpure": "diffpure:strength=0.5,seed=0", "gridpure": "gridpure:strength=0.5,seed=0"}
+CLEAN = "(clean photo)"  # the row of the unprotected photo: what the copy alone does to recognition
 
 
 def photos(which: str, limit: int | None) -> list[tuple[str, torch.Tensor]]:
@@ -70,11 +74,18 @@ def photos(which: str, limit: int | None) -> list[tuple[str, torch.Tensor]]:
     return [(Path(e["file"]).stem, read_image(manifest.parent / e["file"])) for e in entries[:limit]]
 
 
-def run(variants: list[str], pictures: list[tuple[str, torch.Tensor]]) -> list[dict[str, Any]]:
+def run(variants: list[str], pictures: list[tuple[str, torch.Tensor]], copies: list[str]) -> list[dict[str, Any]]:
     judges = IdentityJudges(JUDGES)
     for name, reason in judges.skipped.items():
         print(f"(judge {name} skipped: {reason})")
-    jpeg = attacks.parse("jpeg:quality=75")
+    transforms = {copy: attacks.parse(COPIES[copy]) if COPIES[copy] else None for copy in copies}
+
+    def judged(record: dict[str, Any], reference: dict[str, Any], image: torch.Tensor) -> None:
+        for copy, transform in transforms.items():
+            pixels = image if transform is None else transform(image, generator=torch.Generator().manual_seed(0))
+            for judge, (score, same) in judges.score(reference, pixels, list(JUDGES)).items():
+                record[f"{copy}:{judge}"] = [score, not same]
+
     records = []
     for name, photo in pictures:
         faces = find_faces(photo)
@@ -83,6 +94,10 @@ def run(variants: list[str], pictures: list[tuple[str, torch.Tensor]]) -> list[d
             continue
         reference = judges.reference(photo)
         boxes = face_boxes_mask(photo, faces)
+        if any(COPIES[copy] for copy in copies if copy != "jpeg75"):  # a copy that may change recognition by itself
+            record = {"variant": CLEAN, "photo": name, "seconds": 0.0, "face_psnr": float("inf"), "members_protected": {}}
+            judged(record, reference, photo)
+            records.append(record)
         for variant in variants:
             started = time.perf_counter()
             result = protect(photo, "facial", progress=False, judges=(), **VARIANTS[variant])
@@ -92,21 +107,19 @@ def run(variants: list[str], pictures: list[tuple[str, torch.Tensor]]) -> list[d
             members = result.report.get("protected", {})
             record["members_protected"] = {m: members.get(f"{m}_faces_past_threshold", 0) / max(len(faces), 1)
                                            for m in DEFAULT_ENSEMBLE}
-            copies = {"png": result.image, "jpeg75": jpeg(result.image, generator=torch.Generator().manual_seed(0))}
-            for copy, pixels in copies.items():
-                for judge, (score, same) in judges.score(reference, pixels, list(JUDGES)).items():
-                    record[f"{copy}:{judge}"] = [score, not same]
+            judged(record, reference, result.image)
             records.append(record)
             print(f"{variant:34s} {name:16s} {record['seconds']:5.1f} s  face PSNR {record['face_psnr']:.1f}  "
                   + "  ".join(f"{k} {v[0]:.3f}{'*' if v[1] else ''}" for k, v in record.items() if ":" in k), flush=True)
     return records
 
 
-def table(records: list[dict[str, Any]], variants: list[str]) -> str:
-    """One row per variant: face PSNR, SFace and dlib (never attacked), the members (white-box), time."""
-    lines = ["| variant | face PSNR dB | SFace protected (png / jpeg75) | SFace mean cosine (png) | dlib protected "
-             "(png / jpeg75) | members protected (white-box) | s/photo | photos |", "|" + "---|" * 8]
-    for variant in variants:
+def table(records: list[dict[str, Any]], variants: list[str], copies: list[str] = ("png", "jpeg75")) -> str:
+    """One row per variant: face PSNR, SFace and dlib (never attacked) after each copy, the members (white-box), time."""
+    names = " / ".join(copies)
+    lines = [f"| variant | face PSNR dB | SFace protected ({names}) | SFace mean cosine (png) | dlib protected "
+             f"({names}) | members protected (white-box) | s/photo | photos |", "|" + "---|" * 8]
+    for variant in ([CLEAN] if any(r["variant"] == CLEAN for r in records) else []) + list(variants):
         rows = [r for r in records if r["variant"] == variant]
         if not rows:
             continue
@@ -116,10 +129,13 @@ def table(records: list[dict[str, Any]], variants: list[str]) -> str:
             return f"{100 * np.mean(hits):.0f} %" if hits else "n/a"
 
         cosines = [r["png:sface"][0] for r in rows if "png:sface" in r and np.isfinite(r["png:sface"][0])]
-        members = np.mean([np.mean(list(r["members_protected"].values())) for r in rows])
-        lines.append(f"| {variant} | {np.mean([r['face_psnr'] for r in rows]):.1f} | {share('png:sface')} / "
-                     f"{share('jpeg75:sface')} | {np.mean(cosines):.3f} | {share('png:dlib')} / {share('jpeg75:dlib')} | "
-                     f"{100 * members:.0f} % | {np.mean([r['seconds'] for r in rows]):.1f} | {len(rows)} |")
+        members = [np.mean(list(r["members_protected"].values())) for r in rows if r["members_protected"]]
+        quality = [r["face_psnr"] for r in rows if np.isfinite(r["face_psnr"])]
+        lines.append(f"| {variant} | {f'{np.mean(quality):.1f}' if quality else '-'} | "
+                     f"{' / '.join(share(f'{c}:sface') for c in copies)} | {np.mean(cosines):.3f} | "
+                     f"{' / '.join(share(f'{c}:dlib') for c in copies)} | "
+                     f"{f'{100 * np.mean(members):.0f} %' if members else '-'} | "
+                     f"{np.mean([r['seconds'] for r in rows]):.1f} | {len(rows)} |")
     return "\n".join(lines)
 
 
@@ -128,17 +144,21 @@ def main() -> None:
     parser.add_argument("--photos", choices=("bundled", "heldout"), default="bundled")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    parser.add_argument("--copies", nargs="+", default=["png", "jpeg75"], choices=list(COPIES),
+                        help="what each protected photo goes through before it is judged (png: as it is)")
+    parser.add_argument("--name", help="results file name (default facial_choices, or facial_choices_heldout)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pictures = photos(args.photos, args.limit)
     print(f"{len(pictures)} {args.photos} photos; {len(args.variants)} variants; torch {torch.get_num_threads()} threads\n")
-    records = run(args.variants, pictures)
-    text = table(records, args.variants)
+    records = run(args.variants, pictures, args.copies)
+    text = table(records, args.variants, args.copies)
     print("\n" + text)
-    name = "facial_choices" if args.photos == "bundled" else "facial_choices_heldout"
+    name = args.name or ("facial_choices" if args.photos == "bundled" else "facial_choices_heldout")
     write_result(name, text, args.results_dir, photos=[n for n, _ in pictures], ensemble=list(DEFAULT_ENSEMBLE),
+                 copies={copy: COPIES[copy] for copy in args.copies},
                  variants={v: {k: (round(x * 255, 3) if k == "epsilon" else x) for k, x in VARIANTS[v].items()}
                            for v in args.variants}, records=records)
 

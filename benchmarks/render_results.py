@@ -68,6 +68,10 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                           "python benchmarks/bench_facial_protection.py"),
     "facial_choices": ("Facial protection: which choices carry over to SFace and dlib (bundled faces)", _tables,
                        "python benchmarks/bench_facial_choices.py"),
+    "facial_choices_diffusion": ("Facial protection after diffusion purification (SFace and dlib)", _tables,
+                                 "python benchmarks/bench_facial_choices.py --variants \"L_inf 8/255\" "
+                                 "\"PSNR 35 dB + MI/TI/DI (default)\" --copies png diffpure gridpure "
+                                 "--name facial_choices_diffusion"),
     "facial_choices_heldout": ("Facial protection on held-out faces (SFace and dlib)", _tables,
                                "python benchmarks/bench_facial_choices.py --photos heldout"),
     "facial_protection_robust": ("Facial protection with the robust preset (purifications in the expectation)", _tables,
