@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: The budget of a method when the caller gives neither ``epsilon`` nor ``psnr``: ``psnr`` (dB over the
 #: method's quality region, the face boxes for ``facial``) with ``epsilon`` capping single pixels, or an
 #: L_inf ``epsilon`` alone. At the same face PSNR, a PSNR budget moved identity further than an L_inf one, on
-#: the models attacked and on SFace, which is never attacked (benchmarks/bench_facial_transfer.py).
+#: the models attacked and on SFace, which is never attacked (benchmarks/bench_facial_choices.py).
 DEFAULT_BUDGETS: dict[str, dict[str, float]] = {"facial": {"psnr": 35.0, "epsilon": 12 / 255}}
 DEFAULT_EPSILON = 8 / 255
 #: The pixel cap of a PSNR budget given without ``epsilon``.
