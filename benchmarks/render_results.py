@@ -74,10 +74,11 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                  "--name facial_choices_diffusion"),
     "facial_choices_heldout": ("Facial protection on held-out faces (SFace and dlib)", _tables,
                                "python benchmarks/bench_facial_choices.py --photos heldout"),
-    "facial_protection_robust": ("Facial protection with the robust preset (purifications in the expectation)", _tables,
+    "facial_protection_robust": ("Facial protection with the robust preset at L_inf 8/255 "
+                                 "(purifications in the expectation)", _tables,
                                  "python benchmarks/bench_facial_protection.py --epsilons 8 --preset robust "
                                  "--output benchmarks/results/facial_protection_robust.json"),
-    "facial_protection_eps6": ("Facial protection at 6/255 (face-region PSNR near 35 dB)", _tables,
+    "facial_protection_eps6": ("Facial protection at L_inf 6/255 (face-region PSNR near 34 dB)", _tables,
                                "python benchmarks/bench_facial_protection.py --epsilons 6 "
                                "--output benchmarks/results/facial_protection_eps6.json"),
     "protect_engine": ("Protection engine cost", _tables, "python benchmarks/bench_protect_engine.py"),
