@@ -45,14 +45,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The pixel cap of a PSNR budget given without ``epsilon``.
+DEFAULT_PSNR_CAP = 12 / 255
 #: The budget of a method when the caller gives neither ``epsilon`` nor ``psnr``: ``psnr`` (dB over the
 #: method's quality region, the face boxes for ``facial``) with ``epsilon`` capping single pixels, or an
 #: L_inf ``epsilon`` alone. At the same face PSNR, a PSNR budget moved identity further than an L_inf one, on
 #: the models attacked and on SFace, which is never attacked (benchmarks/bench_facial_choices.py).
-DEFAULT_BUDGETS: dict[str, dict[str, float]] = {"facial": {"psnr": 35.0, "epsilon": 12 / 255}}
+DEFAULT_BUDGETS: dict[str, dict[str, float]] = {"facial": {"psnr": 35.0, "epsilon": DEFAULT_PSNR_CAP}}
 DEFAULT_EPSILON = 8 / 255
-#: The pixel cap of a PSNR budget given without ``epsilon``.
-DEFAULT_PSNR_CAP = 12 / 255
 #: Under a PSNR budget the steps follow the normalised gradient; each is this share of the budget.
 PSNR_STEP_FRACTION = 0.15
 
@@ -398,10 +398,12 @@ def _keep_psnr_floor(images: torch.Tensor, protected: torch.Tensor, psnr: float,
     """Shrink any image whose 8-bit rounding took its region's PSNR below ``psnr`` until it is back above."""
     from ..metrics import region_psnr
 
-    region = torch.ones_like(images[:, :1]) if region is None else region.to(images).expand(images.shape[0], 1, *images.shape[-2:])
+    whole = torch.ones_like(images[:, :1])
+    region = whole if region is None else region.to(images).expand_as(whole)
     measured = region.flatten(1).amax(1) > 0.5  # images without a region (no face) are left as they are
+    region = torch.where(measured.view(-1, 1, 1, 1), region, whole)  # (measured over the photo, never checked)
     for _ in range(20):
-        low = measured & (region_psnr(images, protected, region.clamp_min(~measured.view(-1, 1, 1, 1) * 1.0)) < psnr)
+        low = measured & (region_psnr(images, protected, region) < psnr)
         if not bool(low.any()):
             break
         shrunk = quantize((images + 0.97 * (protected - images)).clamp(0, 1))
