@@ -4,9 +4,9 @@ Settings are compared on photos from ``runs/watermark/photos/train`` (never the 
 benchmark reports on), long side 512 px, epsilon 8/255, preset ``standard``. Each setting is computed on
 ``--protect-with`` and judged by LiteMedSAM and ``sam-distilled-small`` with box prompts each judge draws
 on the clean photo: ASR@50 plain and after JPEG 75, with seconds per photo. Writes
-benchmarks/results/deformation_tuning.json (stamped). Usage::
+benchmarks/results/NAME.json (stamped; ``--name``, default deformation_tuning). Usage::
 
-    python benchmarks/bench_deformation_tuning.py [--photos runs/watermark/photos] [--count 3] [--settings uad-15 uad-40 ...]
+    python benchmarks/bench_deformation_tuning.py [--photos runs/watermark/photos] [--count 3] [--settings uad-15 uad-40 ...] [--name NAME]
 """
 
 from __future__ import annotations
@@ -29,18 +29,31 @@ from photoshield.models.sam.prompts import draw_prompts, predict_prompts, segmen
 from photoshield.protect import protect
 from photoshield.protect.deformation import resolve_segmenter
 
-# name -> protect() options (on top of method="deformation", epsilon 8/255, preset standard)
+# name -> protect() options (on top of method="deformation", epsilon 8/255, preset standard). Every setting names
+# its reading of the embedding and its engine recipe, so the names keep their meaning when the defaults move.
+_BLOCKS = {"embedding": False}  # the middle blocks only (UAD as published)
+_EMB = {"embedding": True}  # the middle blocks and the image embedding (the method's default)
+_PLAIN = {"momentum": 0.0, "input_diversity": 0.0, "smooth_gradient": 0.0}
+_MI_DI = {"momentum": 1.0, "input_diversity": 0.5, "smooth_gradient": 0.0}
+_TRANSFER = {"momentum": 0.9, "input_diversity": 0.5, "smooth_gradient": 2.0}  # DEFORMATION_ENGINE (the default)
 SETTINGS = {
-    "uad-40": {"variant": "uad", "steps": 40},
-    "uad-15": {"variant": "uad", "steps": 15},
-    "feature-15": {"variant": "feature", "steps": 15},
-    "uad-15-blocks2-7": {"variant": "uad", "steps": 15, "layers": [2, 3, 4, 5, 6, 7]},
-    "uad-15-mi-di": {"variant": "uad", "steps": 15, "momentum": 1.0, "input_diversity": 0.5},
-    "feature-15-mi-di": {"variant": "feature", "steps": 15, "momentum": 1.0, "input_diversity": 0.5},
-    "uad-15-push0.5": {"variant": "uad", "steps": 15, "clean_weight": 0.5},
-    "uad-15-smooth0.5": {"variant": "uad", "steps": 15, "smoothness": 0.5},
-    "uad-8": {"variant": "uad", "steps": 8},
-    "uad-25": {"variant": "uad", "steps": 25},
+    "uad-40": {"variant": "uad", "steps": 40, **_BLOCKS, **_PLAIN},
+    "uad-15": {"variant": "uad", "steps": 15, **_BLOCKS, **_PLAIN},
+    "feature-15": {"variant": "feature", "steps": 15, **_BLOCKS, **_PLAIN},
+    "uad-15-blocks2-7": {"variant": "uad", "steps": 15, "layers": [2, 3, 4, 5, 6, 7], **_BLOCKS, **_PLAIN},
+    "uad-15-mi-di": {"variant": "uad", "steps": 15, **_BLOCKS, **_MI_DI},
+    "feature-15-mi-di": {"variant": "feature", "steps": 15, **_BLOCKS, **_MI_DI},
+    "uad-15-push0.5": {"variant": "uad", "steps": 15, "clean_weight": 0.5, **_BLOCKS, **_PLAIN},
+    "uad-15-smooth0.5": {"variant": "uad", "steps": 15, "smoothness": 0.5, **_BLOCKS, **_PLAIN},
+    "uad-8": {"variant": "uad", "steps": 8, **_BLOCKS, **_PLAIN},
+    "uad-25": {"variant": "uad", "steps": 25, **_BLOCKS, **_PLAIN},
+    "feature-15-emb": {"variant": "feature", "steps": 15, **_EMB, **_PLAIN},
+    "feature-15-embonly": {"variant": "feature", "steps": 15, "layers": [], **_EMB, **_PLAIN},
+    "uad-15-emb": {"variant": "uad", "steps": 15, **_EMB, **_PLAIN},
+    "boxes-15": {"variant": "feature", "steps": 15, "layers": [], "box_weight": 1.0, "embedding": False, **_PLAIN},
+    "feature-15-emb-boxes": {"variant": "feature", "steps": 15, "box_weight": 1.0, **_EMB, **_PLAIN},
+    "uad-15-boxes": {"variant": "uad", "steps": 15, "box_weight": 1.0, **_BLOCKS, **_PLAIN},
+    "feature-15-emb-ti": {"variant": "feature", "steps": 15, **_EMB, **_TRANSFER},
 }
 JUDGES = ("sam-litemedsam", "sam-distilled-small")
 
@@ -97,6 +110,7 @@ def main() -> None:
     parser.add_argument("--protect-with", default="sam-litemedsam")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--workers", type=int, default=1, help="photos measured in parallel (forked processes)")
+    parser.add_argument("--name", default="deformation_tuning", help="results file name (benchmarks/results/NAME.json)")
     add_results_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +135,7 @@ def main() -> None:
         lines.append(f"| {setting} | " + " | ".join(cells) + f" | {np.mean(figures[setting, 'seconds']):.0f} |")
     text = "\n".join(lines)
     print("\n" + text)
-    write_result("deformation_tuning", text, args.results_dir, photos=[n for n, _ in photos], settings=args.settings,
+    write_result(args.name, text, args.results_dir, photos=[n for n, _ in photos], settings=args.settings,
                  protect_with=args.protect_with, figures={":".join(k): v for k, v in figures.items()})
 
 

@@ -89,13 +89,17 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "deformation": ("Deformation protection: white-box and transfer between two segmenters", _tables,
                     "python benchmarks/bench_deformation.py --limit 5 --workers 2"),
     "deformation_timing": ("Deformation protection: seconds a 512 px photo on 2 CPU cores", _tables,
-                           "python benchmarks/bench_deformation.py --limit 1 --threads 2 --variants uad feature "
+                           "python benchmarks/bench_deformation.py --limit 1 --threads 2 --variants feature uad "
                            "--protect-with sam-litemedsam --judges sam-litemedsam --purify --name deformation_timing"),
     "deformation_tuning": ("Deformation protection: settings tuned on training photos", _tables,
                            "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings uad-40 uad-15 "
                            "feature-15 uad-15-mi-di feature-15-mi-di uad-15-blocks2-7"),
+    "deformation_tuning_embedding": ("Deformation protection: the embedding and the transfer recipe, tuned on training photos",
+                                     _tables,
+                                     "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings "
+                                     "feature-15-emb feature-15-emb-ti uad-15-emb --name deformation_tuning_embedding"),
     "deformation_purify": ("Deformation protection after the cheap purifications", _tables,
-                           "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants uad noise "
+                           "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature uad noise "
                            "--name deformation_purify"),
     "editors_quality": ("Small editors: edit quality", _tables,
                         "python benchmarks/bench_editors.py --part quality"),

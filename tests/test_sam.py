@@ -119,7 +119,7 @@ def test_float16_weights_change_the_masks_negligibly(litemedsam, encoded, scene)
         dtypes = {handle.get_slice(k).get_dtype() for k in handle.keys()}
         assert "lite_medsam.pth" in handle.metadata()["source"]
     assert "F16" in dtypes and "F32" not in dtypes
-    state = litemedsam.state_dict()
+    state = {k: v.float() for k, v in registry.load_state_dict(path).items()}
     g = torch.Generator().manual_seed(0)
     noisy = {k: v * (1 + (torch.rand(v.shape, generator=g) - 0.5) * 2**-10) if v.is_floating_point() else v for k, v in state.items()}
     other = LiteMedSAM().eval()
@@ -130,6 +130,20 @@ def test_float16_weights_change_the_masks_negligibly(litemedsam, encoded, scene)
     reference = encoded[1]
     assert iou(logits[0, 0] > 0, reference[0, 0] > 0) >= 0.99
     assert (logits - reference).abs().max() < 2.0
+
+
+def test_the_loaded_encoder_folds_its_batchnorm_and_keeps_the_checkpoint_s_outputs(litemedsam, scene):
+    """The registry model runs BatchNorm folded into its convolutions, channels-last; the plain build of the
+    same file gives the same embedding and intermediate blocks."""
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in litemedsam.image_encoder.modules())
+    plain = LiteMedSAM().eval()
+    plain.load_state_dict({k: v.float() for k, v in registry.load_state_dict(registry.find("sam-litemedsam")).items()})
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.image_encoder.modules())
+    image = scene[0]
+    with torch.no_grad():
+        folded, reference = litemedsam.encode(image, layers=[1, 5]), plain.encode(image, layers=[1, 5])
+    for got, want in ((folded.embedding, reference.embedding), (folded.layers[1], reference.layers[1]), (folded.layers[5], reference.layers[5])):
+        assert (got - want).abs().max() <= 1e-4 * want.abs().max()
 
 
 # -- transformers SamModel ------------------------------------------------------------------------

@@ -44,3 +44,25 @@ def test_agrees_with_litemedsam_on_a_held_out_photo(student, litemedsam, photo):
     reference = predict_prompts(litemedsam, photo, prompts)
     ious = mask_iou(predict_prompts(student, photo, prompts)["box"], reference["box"])
     assert float(ious.mean()) > 0.6, ious
+
+
+def test_a_protection_computed_on_litemedsam_lowers_the_unseen_segmenters_iou_more_than_noise(student, litemedsam):
+    """Transfer, on a small scale: protected on LiteMedSAM alone (the default feature attack, 8 steps), judged by the
+    distilled segmenter, which the protection never saw, against sign noise of the same budget.
+
+    Measured on coffee at 200 x 300: mIoU 0.942 protected against 0.975 for noise."""
+    from photoshield.protect import protect
+
+    photo = resize_to(data.sample("coffee"), (200, 300))
+    prompts = draw_prompts(student, photo, max_masks=4)
+    reference = predict_prompts(student, photo, prompts)
+    result = protect(photo, method="deformation", segmenter=litemedsam, steps=8, preset="light", shaping=False,
+                     measure=False, progress=False, seed=0)
+    assert (result.image - photo).abs().max() <= 8 / 255 + 1e-6
+    noise = (photo + 8 / 255 * torch.sign(torch.randn(photo.shape, generator=torch.Generator().manual_seed(0)))).clamp(0, 1)
+
+    def miou(image):
+        return float(mask_iou(predict_prompts(student, image, prompts)["box"], reference["box"]).mean())
+
+    protected, noisy = miou(result.image), miou(noise)
+    assert protected < noisy - 0.015, (protected, noisy)

@@ -42,7 +42,7 @@ from ...errors import ModelNotFoundError, PhotoshieldError
 from ...image import check_image, resize_to
 from .. import registry
 from .heads import MaskDecoder, PromptEncoder
-from .tinyvit import TinyViT
+from .tinyvit import TinyViT, fold_batchnorm
 
 if TYPE_CHECKING:
     from transformers import SamModel
@@ -293,7 +293,8 @@ class LiteMedSAM(Segmenter):
         return (pixels - low) / (high - low).clamp_min(1e-8)
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.image_encoder(pixels)
+        # channels-last suits the convolutions at full resolution and the blocks' own (B, H, W, C) windows
+        return self.image_encoder(pixels.contiguous(memory_format=torch.channels_last))
 
     def _decode(self, embedding, points, labels, boxes, multimask):
         return decode_with_heads(self.prompt_encoder, self.mask_decoder, embedding, points, labels, boxes, multimask)
@@ -344,8 +345,10 @@ def _load_litemedsam(path: Path, device: torch.device, normalization: str = "min
     model = LiteMedSAM(normalization=normalization)
     state = registry.load_state_dict(path)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    model.requires_grad_(False)
-    return model.to(device).eval()
+    model.requires_grad_(False).eval()
+    # frozen for inference and attacks: BatchNorm folds into its convolutions, which run channels-last
+    fold_batchnorm(model.image_encoder).to(memory_format=torch.channels_last)
+    return model.to(device)
 
 
 def _preprocessor_settings(path_or_id: str) -> dict:

@@ -52,6 +52,37 @@ class ConvBN(nn.Sequential):
         self.add_module("bn", nn.BatchNorm2d(cout))
 
 
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every :class:`ConvBN` inside ``module`` into one biased convolution, in place; returns ``module``.
+
+    For inference and attacks through a frozen model: BatchNorm in eval mode is a per-channel
+    affine map, so ``conv(x) * scale + shift`` becomes one convolution with scaled weights and a
+    bias. Outputs agree to float rounding (about 1e-6) and a forward+backward skips the norm.
+
+    Example:
+        >>> block = ConvBN(3, 8).eval()
+        >>> x = torch.rand(1, 3, 4, 4)
+        >>> reference = block(x)
+        >>> holder = nn.Sequential(block)
+        >>> torch.allclose(fold_batchnorm(holder)(x), reference, atol=1e-6)
+        True
+    """
+    for name, child in module.named_children():
+        if isinstance(child, ConvBN):
+            conv, norm = child.c, child.bn
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               groups=conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                folded.weight.copy_(conv.weight * scale[:, None, None, None])
+                folded.bias.copy_(norm.bias - norm.running_mean * scale)
+            folded.requires_grad_(conv.weight.requires_grad)
+            setattr(module, name, folded)
+        else:
+            fold_batchnorm(child)
+    return module
+
+
 class MBConv(nn.Module):
     """Inverted residual: 1x1 expand, 3x3 depthwise, 1x1 project, residual, GELU."""
 
