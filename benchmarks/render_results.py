@@ -98,6 +98,13 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                      _tables,
                                      "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings "
                                      "feature-15-emb feature-15-emb-ti uad-15-emb --name deformation_tuning_embedding"),
+    "deformation_diffusion": ("Deformation protection after DiffPure and GrIDPure", _tables,
+                              "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature noise "
+                              "--protect-with sam-litemedsam --purify diffpure:strength=0.5,seed=0 gridpure:strength=0.5,seed=0 "
+                              "--name deformation_diffusion"),
+    "deformation_robust": ("Deformation protection with the robust preset (cheap purifications in the expectation)", _tables,
+                           "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature noise "
+                           "--protect-with sam-litemedsam --preset robust --name deformation_robust"),
     "deformation_purify": ("Deformation protection after the cheap purifications", _tables,
                            "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature uad noise "
                            "--name deformation_purify"),
