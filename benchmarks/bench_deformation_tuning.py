@@ -54,6 +54,8 @@ SETTINGS = {
     "feature-15-emb-boxes": {"variant": "feature", "steps": 15, "box_weight": 1.0, **_EMB, **_PLAIN},
     "uad-15-boxes": {"variant": "uad", "steps": 15, "box_weight": 1.0, **_BLOCKS, **_PLAIN},
     "feature-15-emb-ti": {"variant": "feature", "steps": 15, **_EMB, **_TRANSFER},
+    "feature-15-early-ti": {"variant": "feature", "steps": 15, "layers": [0, 1, 2, 3], **_EMB, **_TRANSFER},
+    "feature-15-all-ti": {"variant": "feature", "steps": 15, "layers": list(range(12)), **_EMB, **_TRANSFER},
 }
 JUDGES = ("sam-litemedsam", "sam-distilled-small")
 

@@ -105,6 +105,9 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "deformation_robust": ("Deformation protection with the robust preset (cheap purifications in the expectation)", _tables,
                            "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature noise "
                            "--protect-with sam-litemedsam --preset robust --name deformation_robust"),
+    "deformation_tuning_layers": ("Deformation protection: which encoder blocks, tuned on training photos", _tables,
+                                  "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings "
+                                  "feature-15-early-ti feature-15-all-ti --name deformation_tuning_layers"),
     "deformation_purify": ("Deformation protection after the cheap purifications", _tables,
                            "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature uad noise "
                            "--name deformation_purify"),
