@@ -137,6 +137,33 @@ def test_mask_baseline_pushes_prompted_logits_down():
     assert (result.delta.abs().max() <= 8 / 255 + 1e-6) and result.adversarial.min() >= 0
 
 
+def test_the_random_box_term_lowers_the_masks_agreement_with_the_clean_photo(litemedsam):
+    """box_weight alone (no feature term) on the real LiteMedSAM: for the same random boxes, the soft IoU of the
+    protected photo's masks with the clean photo's falls."""
+    from photoshield import data
+    from photoshield.image import resize_to
+
+    photo = resize_to(data.sample("coffee"), (96, 128))
+    protection = DeformationProtection(litemedsam, layers=[], embedding=False, box_weight=1.0, box_count=16, measure=False)
+    objective = protection.objective(photo)
+    assert objective.info["box_weight"] == 1.0
+    boxes = protection.random_boxes(96, 128, torch.Generator().manual_seed(0))
+    assert boxes.shape == (16, 4) and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert boxes[:, 0].min() >= 0 and boxes[:, 2].max() <= 128 and boxes[:, 3].max() <= 96
+    result = run_pgd(objective.loss_fn, photo, PGDConfig(epsilon=8 / 255, steps=5, step_size=2 / 255, progress=False))
+    assert result.delta.abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():
+        clean = litemedsam.encode(photo)
+
+        def agreement(image):
+            return protection.box_loss(litemedsam.encode(image), clean, torch.Generator().manual_seed(1)).item()
+
+        before, after = agreement(photo), agreement(result.adversarial)
+    assert before > 0.6 and after < before - 0.2, (before, after)  # measured: 0.81 -> 0.24
+    with pytest.raises(PhotoshieldError, match="layers"):
+        DeformationProtection(litemedsam, layers=[], embedding=False)
+
+
 def test_measurement_helpers_on_the_tiny_model():
     a = torch.zeros(3, 4, 4, dtype=torch.bool)
     b = a.clone()
