@@ -105,6 +105,10 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "deformation_robust": ("Deformation protection with the robust preset (cheap purifications in the expectation)", _tables,
                            "python benchmarks/bench_deformation.py --limit 5 --workers 2 --variants feature noise "
                            "--protect-with sam-litemedsam --preset robust --name deformation_robust"),
+    "deformation_tuning_boxes": ("Deformation protection: a prompt-agnostic random-box mask term, tuned on training photos",
+                                 _tables,
+                                 "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings boxes-15 "
+                                 "feature-15-emb-boxes feature-15-emb-ti --name deformation_tuning_boxes"),
     "deformation_tuning_layers": ("Deformation protection: which encoder blocks, tuned on training photos", _tables,
                                   "python benchmarks/bench_deformation_tuning.py --workers 2 --count 4 --settings "
                                   "feature-15-early-ti feature-15-all-ti --name deformation_tuning_layers"),
