@@ -122,6 +122,10 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
     "editors_protection_diffusion": ("Protection against the small editors after diffusion purification", _tables,
                                      "python benchmarks/bench_editors.py --part protection --epsilons 8 "
                                      "--copies DiffPure GrIDPure --name editors_protection_diffusion"),
+    "editors_protection_robust": ("Protection against the small editors with the robust preset "
+                                  "(cheap purifications in the expectation)", _tables,
+                                  "python benchmarks/bench_editors.py --part protection --epsilons 8 --preset robust "
+                                  "--name editors_protection_robust"),
     "editors_regeneration": ("Regeneration by the small models against watermarks", _tables,
                              "python benchmarks/bench_editors.py --part regeneration --heldout 10"),
     "watermark_bundled": ("Watermark on the bundled photos", _tables, "python benchmarks/bench_watermark.py"),
