@@ -52,6 +52,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default, no alignment jitter": {"jitter": 0.0},
     "default + mobileface": {"models": [*DEFAULT_ENSEMBLE, "mobileface"]},
     "default, robust preset": {"preset": "robust"},
+    "default, TI 3 px": {"smooth_gradient": 3.0},
+    "default + half-size EOT": {"eot": ("jpeg-diff:quality=75", "resize:scale=0.5")},
+    "default, TI 3 px + half-size EOT": {"smooth_gradient": 3.0, "eot": ("jpeg-diff:quality=75", "resize:scale=0.5")},
     "PSNR 32 dB + MI/TI/DI": {"psnr": 32.0},
     "PSNR 38 dB + MI/TI/DI": {"psnr": 38.0},
 }

@@ -72,6 +72,11 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                                  "python benchmarks/bench_facial_choices.py --variants \"L_inf 8/255\" "
                                  "\"PSNR 35 dB + MI/TI/DI (default)\" --copies png diffpure gridpure "
                                  "--name facial_choices_diffusion"),
+    "facial_choices_frequency": ("Facial protection: low-frequency perturbations against SFace and dlib (bundled faces)",
+                                 _tables,
+                                 "python benchmarks/bench_facial_choices.py --variants \"PSNR 35 dB + MI/TI/DI (default)\" "
+                                 "\"default, TI 3 px\" \"default + half-size EOT\" \"default, TI 3 px + half-size EOT\" "
+                                 "--name facial_choices_frequency"),
     "facial_choices_heldout": ("Facial protection on held-out faces (SFace and dlib)", _tables,
                                "python benchmarks/bench_facial_choices.py --photos heldout"),
     "facial_protection_robust": ("Facial protection with the robust preset at L_inf 8/255 "
