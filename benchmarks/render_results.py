@@ -135,8 +135,8 @@ PAGES: dict[str, tuple[str, Callable[[dict[str, Any]], str], str]] = {
                              "python benchmarks/bench_editors.py --part regeneration --heldout 10"),
     "watermark_bundled": ("Watermark on the bundled photos", _tables, "python benchmarks/bench_watermark.py"),
     "watermark_peers": ("Watermark against its peers, and its false-positive rate", _tables,
-                        "python benchmarks/bench_watermark_peers.py --limit 10 --strengths 1 0.5 --refine-steps 0 60 "
-                        "--search --refine-for-crops --fpr-crops 10000 --fpr-search-crops 100"),
+                        "python benchmarks/bench_watermark_peers.py --limit 10 --grids standard purify --search "
+                        "--fpr-crops 10000"),
     "watermark_geometry": ("Watermark through crops, rotations and aspect changes", _tables,
                            "python benchmarks/bench_watermark_geometry.py --limit 20 --exhaustive 5 --fpr-crops 2000"),
     "watermark_forgery": ("Watermark forgery and removal without the key", _tables,
