@@ -35,10 +35,11 @@ from _common import REPO, add_results_argument, write_result  # noqa: E402
 from photoshield import attacks, data  # noqa: E402
 from photoshield.io import read_image  # noqa: E402
 from photoshield.metrics import region_psnr  # noqa: E402
-from photoshield.protect import protect  # noqa: E402
+from photoshield.protect import PRESETS, protect  # noqa: E402
 from photoshield.protect.facial import DEFAULT_ENSEMBLE, IdentityJudges, face_boxes_mask, find_faces  # noqa: E402
 
 PLAIN = {"momentum": 0.0, "smooth_gradient": 0.0, "input_diversity": 0.0}  # no transfer recipe
+HALF_SIZE_EOT = (*PRESETS["standard"]["eot"], "resize:scale=0.5")  # the default's JPEG and a half-size copy
 #: name -> protect() options; the default protection is ``{}``.
 VARIANTS: dict[str, dict[str, Any]] = {
     "L_inf 8/255": {"epsilon": 8 / 255, **PLAIN},
@@ -53,8 +54,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "default + mobileface": {"models": [*DEFAULT_ENSEMBLE, "mobileface"]},
     "default, robust preset": {"preset": "robust"},
     "default, TI 3 px": {"smooth_gradient": 3.0},
-    "default + half-size EOT": {"eot": ("jpeg-diff:quality=75", "resize:scale=0.5")},
-    "default, TI 3 px + half-size EOT": {"smooth_gradient": 3.0, "eot": ("jpeg-diff:quality=75", "resize:scale=0.5")},
+    "default + half-size EOT": {"eot": HALF_SIZE_EOT},
+    "default, TI 3 px + half-size EOT": {"smooth_gradient": 3.0, "eot": HALF_SIZE_EOT},
     "PSNR 32 dB + MI/TI/DI": {"psnr": 32.0},
     "PSNR 38 dB + MI/TI/DI": {"psnr": 38.0},
 }
